@@ -1,0 +1,574 @@
+//! Configuration: the `config.yaml` compiled into the binary, then an optional file, then the
+//! environment, each overriding the one before key by key. Everything is validated here, once, at
+//! start-up: an invalid value is an error that names the key, the value and what is allowed.
+
+use figment::{
+    providers::{Env, Format, Yaml},
+    Figment,
+};
+use serde::Deserialize;
+use std::{path::PathBuf, str::FromStr};
+
+/// The defaults: the repo's `config.yaml`, compiled in.
+pub const DEFAULTS_YAML: &str = include_str!("../../../config.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub env: RunMode,
+    pub data_dir: PathBuf,
+    pub http: Http,
+    pub database: Database,
+    pub auth: Auth,
+    pub jobs: Jobs,
+    pub schedules: Schedules,
+    pub monitor: Monitor,
+    pub mail: Mail,
+    pub logging: Logging,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub host: String,
+    pub port: u16,
+    pub public_url: String,
+    pub json_body_limit_bytes: usize,
+    pub upload_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub cors_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+    pub busy_timeout_ms: u64,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+    pub refresh_grace_secs: u64,
+    pub cookie_secure: CookieSecure,
+    pub login_max_failures: u32,
+    pub login_ip_max_failures: u32,
+    pub login_window_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jobs {
+    pub concurrency: usize,
+    pub poll_interval_ms: u64,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    pub lease_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub retention_days: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub cron: String,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedules {
+    pub digest: Schedule,
+    pub monitor: Schedule,
+    pub cleanup: Schedule,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    pub max_retries: u32,
+    pub timeout_secs: u64,
+    pub max_redirects: u32,
+    pub concurrency: usize,
+    pub per_host_concurrency: usize,
+    pub allow_private_targets: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    pub from: String,
+    pub smtp_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    pub level: String,
+    pub format: LogFormat,
+    pub file_max_bytes: u64,
+    pub file_backups: usize,
+    pub buffer_lines: usize,
+    pub default_lines: usize,
+}
+
+/// A configuration problem, already phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Environment variables that are not config keys but share the prefix.
+const NOT_KEYS: &[&str] = &["config", "jwt_secret", "jwt_secret_file"];
+
+impl Config {
+    /// Loads the configuration. `file` is the explicit `--config`/`PULSEBOARD_CONFIG` path, which
+    /// must exist; without it `./config.yaml` is read when present.
+    pub fn load(file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Yaml::string(DEFAULTS_YAML));
+        match file {
+            Some(path) => {
+                std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                figment = figment.merge(Yaml::file_exact(path));
+            }
+            None => {
+                let path = PathBuf::from("config.yaml");
+                if path.is_file() {
+                    figment = figment.merge(Yaml::file_exact(path));
+                }
+            }
+        }
+        figment = figment
+            .merge(Env::prefixed("PULSEBOARD_").split("__").ignore(NOT_KEYS))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["SMTP_URL"])
+                    .map(|_| "mail.smtp_url".into()),
+            );
+        Self::from_figment(figment)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The database URL to connect to: the configured one, or SQLite in the data folder.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("pulseboard.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            Err(ConfigError(format!(
+                "invalid config key `{key}` = `{value}`: {allowed}"
+            )))
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", &"", "must be a folder path");
+        }
+        if self.http.host.parse::<std::net::IpAddr>().is_err() && self.http.host != "localhost" {
+            return bad(
+                "http.host",
+                &self.http.host,
+                "must be an IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1",
+            );
+        }
+        if !(self.http.public_url.starts_with("http://")
+            || self.http.public_url.starts_with("https://"))
+        {
+            return bad(
+                "http.public_url",
+                &self.http.public_url,
+                "must start with http:// or https://",
+            );
+        }
+        for origin in &self.http.cors_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').contains(['?', '#', ' '])
+                && origin.matches('/').count() == 2;
+            if !ok {
+                return bad(
+                    "http.cors_origins",
+                    origin,
+                    "each origin must be scheme://host[:port] with no path, e.g. http://localhost:3000",
+                );
+            }
+        }
+        positive(
+            "http.json_body_limit_bytes",
+            self.http.json_body_limit_bytes as u64,
+        )?;
+        positive(
+            "http.upload_limit_bytes",
+            self.http.upload_limit_bytes as u64,
+        )?;
+        positive("http.request_timeout_secs", self.http.request_timeout_secs)?;
+        let url = &self.database.url;
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return bad(
+                "database.url",
+                &redact_url(url),
+                "must be empty (SQLite in data_dir), sqlite://path or postgres://user@host/db",
+            );
+        }
+        positive(
+            "database.max_connections",
+            self.database.max_connections as u64,
+        )?;
+        positive(
+            "auth.access_token_ttl_secs",
+            self.auth.access_token_ttl_secs,
+        )?;
+        positive(
+            "auth.refresh_token_ttl_days",
+            self.auth.refresh_token_ttl_days,
+        )?;
+        positive(
+            "auth.login_max_failures",
+            self.auth.login_max_failures as u64,
+        )?;
+        positive(
+            "auth.login_ip_max_failures",
+            self.auth.login_ip_max_failures as u64,
+        )?;
+        positive("auth.login_window_secs", self.auth.login_window_secs)?;
+        if self.auth.argon2_memory_kib < 8 {
+            return bad(
+                "auth.argon2_memory_kib",
+                &self.auth.argon2_memory_kib,
+                "must be at least 8",
+            );
+        }
+        positive("auth.argon2_iterations", self.auth.argon2_iterations as u64)?;
+        positive("jobs.concurrency", self.jobs.concurrency as u64)?;
+        positive("jobs.poll_interval_ms", self.jobs.poll_interval_ms)?;
+        positive("jobs.max_attempts", self.jobs.max_attempts as u64)?;
+        positive("jobs.timeout_secs", self.jobs.timeout_secs)?;
+        positive("jobs.lease_secs", self.jobs.lease_secs)?;
+        if self.jobs.lease_secs <= self.jobs.timeout_secs {
+            return bad(
+                "jobs.lease_secs",
+                &self.jobs.lease_secs,
+                "must be greater than jobs.timeout_secs, or a slow job would run twice",
+            );
+        }
+        for (name, s) in [
+            ("digest", &self.schedules.digest),
+            ("monitor", &self.schedules.monitor),
+            ("cleanup", &self.schedules.cleanup),
+        ] {
+            if let Err(e) = cron::Schedule::from_str(&s.cron) {
+                return bad(
+                    &format!("schedules.{name}.cron"),
+                    &s.cron,
+                    &format!("must be a cron expression with seconds, e.g. \"0 0 0 * * *\" ({e})"),
+                );
+            }
+            if s.timezone.parse::<chrono_tz::Tz>().is_err() {
+                return bad(
+                    &format!("schedules.{name}.timezone"),
+                    &s.timezone,
+                    "must be an IANA time zone name, e.g. UTC or Europe/Moscow",
+                );
+            }
+        }
+        positive("monitor.max_retries", self.monitor.max_retries as u64)?;
+        positive("monitor.timeout_secs", self.monitor.timeout_secs)?;
+        positive("monitor.concurrency", self.monitor.concurrency as u64)?;
+        positive(
+            "monitor.per_host_concurrency",
+            self.monitor.per_host_concurrency as u64,
+        )?;
+        if !self.mail.from.contains('@') {
+            return bad(
+                "mail.from",
+                &self.mail.from,
+                "must be an address like \"Name <noreply@example.com>\"",
+            );
+        }
+        let smtp = &self.mail.smtp_url;
+        if !(smtp.is_empty() || smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
+            return bad(
+                "mail.smtp_url",
+                &redact_url(smtp),
+                "must be empty (file outbox), smtp://user:pass@host:587 (STARTTLS) or smtps://…:465",
+            );
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str())
+            && !self.logging.level.contains('=')
+        {
+            return bad(
+                "logging.level",
+                &self.logging.level,
+                "must be error, warn, info, debug, trace or a filter like info,pulseboard=debug",
+            );
+        }
+        if self.logging.file_max_bytes < 1024 {
+            return bad(
+                "logging.file_max_bytes",
+                &self.logging.file_max_bytes,
+                "must be at least 1024",
+            );
+        }
+        positive("logging.buffer_lines", self.logging.buffer_lines as u64)?;
+        if self.logging.default_lines == 0 || self.logging.default_lines > self.logging.buffer_lines
+        {
+            return bad(
+                "logging.default_lines",
+                &self.logging.default_lines,
+                "must be between 1 and logging.buffer_lines",
+            );
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(ConfigError(format!(
+            "invalid config key `{key}` = `0`: must be greater than 0"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Hides the password of a URL (`scheme://user:***@host`) before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}:***@{host}");
+        }
+    }
+    url.to_owned()
+}
+
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    let lines: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(figment::Source::File(p)) => format!(" (from {})", p.display()),
+                    _ if m.name.contains("environment") => {
+                        let var = if key.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" PULSEBOARD_{}", key.to_uppercase().replace('.', "__"))
+                        };
+                        format!(" (from the environment{var})")
+                    }
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("invalid configuration{source}: {}", e.kind)
+            } else {
+                format!("invalid config key `{key}`{source}: {}", e.kind)
+            }
+        })
+        .collect();
+    ConfigError(lines.join("\n"))
+}
+
+#[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail() -> Result<Config, ConfigError> {
+        Config::load(None)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let c = load_in_jail().expect("defaults load");
+            assert_eq!(c.http.port, 8080);
+            assert_eq!(c.monitor.max_retries, 2);
+            assert_eq!(c.env, RunMode::Development);
+            assert!(c.database_url().starts_with("sqlite://"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_key_by_key() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("PULSEBOARD_HTTP__PORT", "9000");
+            jail.set_env("PULSEBOARD_MONITOR__MAX_RETRIES", "3");
+            jail.set_env("PULSEBOARD_DATA_DIR", "/tmp/pb-data");
+            jail.set_env("PULSEBOARD_CONFIG", "ignored-here.yaml");
+            jail.set_env("DATABASE_URL", "postgres://u@h/db");
+            let c = load_in_jail().expect("loads");
+            assert_eq!(c.http.port, 9000);
+            assert_eq!(c.monitor.max_retries, 3);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/pb-data"));
+            assert_eq!(c.database_url(), "postgres://u@h/db");
+            assert_eq!(c.http.host, "0.0.0.0", "untouched keys keep their default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("config.yaml", "http:\n  port: 7000\n  host: 127.0.0.1\n")?;
+            jail.set_env("PULSEBOARD_HTTP__PORT", "7001");
+            let c = load_in_jail().expect("loads");
+            assert_eq!(c.http.port, 7001);
+            assert_eq!(c.http.host, "127.0.0.1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_env_value_names_key_and_variable() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("PULSEBOARD_HTTP__PORT", "eighty");
+            let err = load_in_jail().unwrap_err().0;
+            assert!(err.contains("`http.port`"), "{err}");
+            assert!(err.contains("PULSEBOARD_HTTP__PORT"), "{err}");
+            assert!(err.contains("eighty"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("config.yaml", "http:\n  prot: 7000\n")?;
+            let err = load_in_jail().unwrap_err().0;
+            assert!(err.contains("prot"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn malformed_yaml_is_a_clear_error() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("config.yaml", "http: [unclosed\n")?;
+            let err = load_in_jail().unwrap_err().0;
+            assert!(err.contains("config.yaml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let err = Config::load(Some("nope.yaml".into())).unwrap_err().0;
+            assert!(err.contains("nope.yaml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn semantic_checks_name_key_value_and_rule() {
+        let cases = [
+            (
+                "PULSEBOARD_SCHEDULES__DIGEST__CRON",
+                "every day",
+                "schedules.digest.cron",
+            ),
+            (
+                "PULSEBOARD_SCHEDULES__MONITOR__TIMEZONE",
+                "Mars/Base",
+                "schedules.monitor.timezone",
+            ),
+            ("PULSEBOARD_JOBS__CONCURRENCY", "0", "jobs.concurrency"),
+            ("DATABASE_URL", "mysql://x", "database.url"),
+            (
+                "PULSEBOARD_HTTP__CORS_ORIGINS",
+                "[http://a.example/path]",
+                "http.cors_origins",
+            ),
+            ("PULSEBOARD_LOGGING__LEVEL", "loud", "logging.level"),
+            ("PULSEBOARD_ENV", "staging", "env"),
+        ];
+        for (var, value, key) in cases {
+            Jail::expect_with(|jail| {
+                jail.clear_env();
+                jail.set_env(var, value);
+                let err = load_in_jail().unwrap_err().0;
+                assert!(err.contains(key), "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("smtps://me:secret@mail.example:465"),
+            "smtps://me:***@mail.example:465"
+        );
+        assert_eq!(
+            redact_url("postgres://localhost/db"),
+            "postgres://localhost/db"
+        );
+    }
+}

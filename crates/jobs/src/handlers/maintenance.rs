@@ -1,0 +1,64 @@
+use crate::{Context, Job, JobError};
+use pulseboard_domain::Timestamp;
+use pulseboard_storage::{jobs, sessions};
+use serde::{Deserialize, Serialize};
+
+/// Prunes finished jobs and expired refresh tokens.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cleanup {
+    /// Finished jobs older than this many days are deleted.
+    pub retention_days: u64,
+}
+
+impl Job for Cleanup {
+    const KIND: &'static str = "cleanup";
+    const QUEUE: &'static str = super::MAINTENANCE_QUEUE;
+}
+
+pub async fn handle(ctx: &Context, job: Cleanup) -> Result<(), JobError> {
+    let now = Timestamp::now();
+    let before = now - (job.retention_days as i64) * 86_400_000;
+    let jobs_pruned = jobs::prune_done(&ctx.db, before).await?;
+    let tokens_pruned = sessions::prune_expired(ctx.db.pool(), now).await?;
+    tracing::info!(jobs_pruned, tokens_pruned, "cleanup finished");
+    Ok(())
+}
+
+/// A job that does nothing, or fails on purpose: for measuring the queue and for testing retries,
+/// dead-lettering, timeouts and crash recovery against the real worker.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Noop {
+    /// Attempts up to this number fail with a retryable error.
+    pub fail_attempts: i64,
+    /// Fail with a non-retryable error.
+    pub fatal: bool,
+    /// Work this long before finishing.
+    pub sleep_ms: u64,
+    /// Distinguishes otherwise identical jobs; also the idempotency key when set.
+    pub key: Option<String>,
+}
+
+impl Job for Noop {
+    const KIND: &'static str = "noop";
+    const QUEUE: &'static str = super::MAINTENANCE_QUEUE;
+
+    fn idempotency_key(&self) -> Option<String> {
+        self.key.as_ref().map(|k| format!("noop:{k}"))
+    }
+}
+
+pub async fn noop(job: Noop, attempt: i64) -> Result<(), JobError> {
+    if job.sleep_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(job.sleep_ms)).await;
+    }
+    if job.fatal {
+        return Err(JobError::Fatal("noop failed on purpose (fatal)".into()));
+    }
+    if attempt <= job.fail_attempts {
+        return Err(JobError::Retry(format!(
+            "noop failed on purpose (attempt {attempt})"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The jobs Pulseboard runs. Each is a payload type plus a plain async function of it.
+
+mod maintenance;
+mod welcome;
+
+pub use maintenance::{Cleanup, Noop};
+pub use welcome::WelcomeEmail;
+
+use crate::{Context, Job, JobError};
+use std::future::Future;
+use std::pin::Pin;
+
+pub const EMAIL_QUEUE: &str = "email";
+pub const MAINTENANCE_QUEUE: &str = "maintenance";
+/// Queues of the Watch features (availability checks, screenshot capture, ZIP imports).
+pub const MONITOR_QUEUE: &str = "monitor";
+pub const SCREENSHOTS_QUEUE: &str = "screenshots";
+pub const IMPORTS_QUEUE: &str = "imports";
+
+type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+
+/// Runs the handler for a stored job.
+pub fn dispatch<'a>(ctx: &'a Context, kind: &str, payload: &'a str, attempt: i64) -> BoxFuture<'a> {
+    match kind {
+        WelcomeEmail::KIND => run(payload, move |j| welcome::handle(ctx, j)),
+        Cleanup::KIND => run(payload, move |j| maintenance::handle(ctx, j)),
+        Noop::KIND => run(payload, move |j| maintenance::noop(j, attempt)),
+        other => {
+            let msg = format!("no handler for job kind {other:?}");
+            Box::pin(async move { Err(JobError::Fatal(msg)) })
+        }
+    }
+}
+
+fn run<'a, J, F, Fut>(payload: &'a str, f: F) -> BoxFuture<'a>
+where
+    J: Job,
+    F: FnOnce(J) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'a,
+{
+    Box::pin(async move {
+        let job: J = serde_json::from_str(payload)
+            .map_err(|e| JobError::Fatal(format!("malformed {} payload: {e}", J::KIND)))?;
+        f(job).await
+    })
+}

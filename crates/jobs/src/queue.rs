@@ -1,0 +1,79 @@
+use crate::Job;
+use pulseboard_domain::Timestamp;
+use pulseboard_storage::{jobs, Conn, Db, Result};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    pub max_attempts: u32,
+}
+
+/// Enqueues jobs into the database queue.
+#[derive(Clone)]
+pub struct Queue {
+    db: Db,
+    opts: QueueOptions,
+    /// Wakes workers in this process at once instead of at their next poll.
+    notify: Arc<Notify>,
+}
+
+impl Queue {
+    pub fn new(db: Db, opts: QueueOptions) -> Self {
+        Self {
+            db,
+            opts,
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Enqueues a job on its own. Returns the job id, or None if its idempotency key was taken.
+    pub async fn enqueue<J: Job>(&self, job: &J) -> Result<Option<i64>> {
+        let mut conn = self.db.pool().acquire().await?;
+        let id = self.enqueue_in(&mut conn, job).await?;
+        self.notify.notify_waiters();
+        Ok(id)
+    }
+
+    /// Enqueues a job inside the caller's transaction: it exists only if that transaction commits.
+    /// Call [`Queue::wake`] after the commit.
+    pub async fn enqueue_in<J: Job>(&self, conn: &mut Conn, job: &J) -> Result<Option<i64>> {
+        self.enqueue_at_in(conn, job, Timestamp::now()).await
+    }
+
+    pub async fn enqueue_at_in<J: Job>(
+        &self,
+        conn: &mut Conn,
+        job: &J,
+        run_at: i64,
+    ) -> Result<Option<i64>> {
+        let payload = serde_json::to_string(job).expect("job payloads serialise");
+        let key = job.idempotency_key();
+        jobs::insert(
+            conn,
+            &jobs::NewJob {
+                queue: J::QUEUE,
+                kind: J::KIND,
+                payload: &payload,
+                max_attempts: self.opts.max_attempts as i64,
+                run_at,
+                idempotency_key: key.as_deref(),
+            },
+            Timestamp::now(),
+        )
+        .await
+    }
+
+    /// Tells local workers that new jobs are waiting.
+    pub fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+}

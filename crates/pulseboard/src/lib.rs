@@ -1,0 +1,326 @@
+//! Wiring: configuration, logging, database, and the processes each subcommand runs.
+
+pub mod cli;
+mod secrets;
+mod telemetry;
+
+use anyhow::{bail, Context as _};
+use cli::{Cli, Command, UserAction};
+use pulseboard_config::{Config, RunMode};
+use pulseboard_domain::{Email, Role, Timestamp};
+use pulseboard_jobs::scheduler::{Entry, Pending, Scheduler};
+use pulseboard_jobs::worker::{Worker, WorkerOptions};
+use pulseboard_jobs::{handlers, Context, Queue, QueueOptions, ALL_QUEUES};
+use pulseboard_mail::Mailer;
+use pulseboard_storage::{ConnectOptions, Db};
+use pulseboard_web::{AppState, Keys};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.clone())?;
+    let command = cli.command.unwrap_or(Command::All);
+    let _guard = telemetry::init(
+        &config,
+        matches!(command, Command::User { .. } | Command::Migrate),
+    )?;
+    match command {
+        Command::All => run_processes(config, true, true, true, None, None).await,
+        Command::Serve => run_processes(config, true, false, false, None, None).await,
+        Command::Worker {
+            queues,
+            concurrency,
+        } => {
+            run_processes(
+                config,
+                false,
+                true,
+                false,
+                queues,
+                concurrency.map(usize::from),
+            )
+            .await
+        }
+        Command::Scheduler => run_processes(config, false, false, true, None, None).await,
+        Command::Migrate => {
+            let db = open_db(&config).await?;
+            db.migrate().await?;
+            println!("migrations applied ({})", db.backend().name());
+            Ok(())
+        }
+        Command::User { action } => {
+            let db = open_db(&config).await?;
+            db.migrate().await?;
+            let (email, role) = match action {
+                UserAction::Promote { email } => (email, Role::Admin),
+                UserAction::Demote { email } => (email, Role::User),
+            };
+            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if !pulseboard_storage::users::set_role(db.pool(), &email, role, Timestamp::now())
+                .await?
+            {
+                bail!("no account with email {email}");
+            }
+            println!("{email} is now {}", role.as_str());
+            Ok(())
+        }
+    }
+}
+
+/// Opens the database, creating the data folder for SQLite.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+    }
+    Ok(Db::connect(
+        &url,
+        &ConnectOptions {
+            max_connections: config.database.max_connections,
+            busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+            connect_timeout: Duration::from_secs(config.database.connect_timeout_secs),
+        },
+    )
+    .await?)
+}
+
+/// Everything a running process needs, built once.
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub queue: Queue,
+    pub mailer: Mailer,
+    pub keys: Arc<Keys>,
+}
+
+impl App {
+    pub async fn build(config: Config, migrate: bool) -> anyhow::Result<Self> {
+        ensure_writable(&config)?;
+        let db = open_db(&config).await?;
+        if migrate {
+            db.migrate().await?;
+        }
+        let secret = secrets::jwt_secret(&config)?;
+        let mailer = Mailer::outbox(&config.mail.from, config.data_dir.join("outbox"))?;
+        let queue = Queue::new(
+            db.clone(),
+            QueueOptions {
+                max_attempts: config.jobs.max_attempts,
+            },
+        );
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            queue,
+            mailer,
+            keys: Arc::new(Keys::from_secret(&secret)),
+        })
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState {
+            config: self.config.clone(),
+            db: self.db.clone(),
+            queue: self.queue.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+
+    pub fn job_context(&self) -> Context {
+        Context {
+            db: self.db.clone(),
+            queue: self.queue.clone(),
+            mailer: self.mailer.clone(),
+            public_url: self.config.http.public_url.clone(),
+        }
+    }
+
+    pub fn worker(
+        &self,
+        queues: Option<Vec<String>>,
+        concurrency: Option<usize>,
+    ) -> anyhow::Result<Worker> {
+        let j = &self.config.jobs;
+        let queues = queues.unwrap_or_else(|| ALL_QUEUES.iter().map(|q| q.to_string()).collect());
+        if let Some(unknown) = queues.iter().find(|q| !ALL_QUEUES.contains(&q.as_str())) {
+            bail!(
+                "unknown queue {unknown:?} in --queues: known queues are {}",
+                ALL_QUEUES.join(", ")
+            );
+        }
+        Ok(Worker::new(
+            self.job_context(),
+            WorkerOptions {
+                queues,
+                concurrency: concurrency.unwrap_or(j.concurrency),
+                poll_interval: Duration::from_millis(j.poll_interval_ms),
+                timeout: Duration::from_secs(j.timeout_secs),
+                lease: Duration::from_secs(j.lease_secs),
+                backoff_base: Duration::from_millis(j.backoff_base_ms),
+                backoff_max: Duration::from_secs(j.backoff_max_secs),
+                shutdown_grace: Duration::from_secs(j.shutdown_grace_secs),
+            },
+        ))
+    }
+
+    pub fn scheduler(&self) -> anyhow::Result<Scheduler> {
+        let s = &self.config.schedules;
+        let retention_days = self.config.jobs.retention_days;
+        let entries = vec![Entry::new(
+            "cleanup",
+            &s.cleanup.cron,
+            &s.cleanup.timezone,
+            move |_, _| Pending::of(&handlers::Cleanup { retention_days }),
+        )
+        .map_err(anyhow::Error::msg)?];
+        Ok(Scheduler::new(self.queue.clone(), entries))
+    }
+}
+
+/// Fails early, with the path, when the data folder cannot be written (SQLite, outbox, keys).
+fn ensure_writable(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").with_context(|| {
+        format!(
+            "data directory {} is not writable (set PULSEBOARD_DATA_DIR)",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// A handle on a running instance (used by `main` and by the tests).
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Asks every part to stop and waits until they have.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        while let Some(r) = self.tasks.join_next().await {
+            r??;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the chosen parts; returns once they are listening/running.
+pub async fn start(
+    app: &App,
+    serve: bool,
+    work: bool,
+    schedule: bool,
+    queues: Option<Vec<String>>,
+    concurrency: Option<usize>,
+) -> anyhow::Result<Running> {
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    if serve {
+        let host = if app.config.http.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            &app.config.http.host
+        };
+        let bind = format!("{host}:{}", app.config.http.port);
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {bind} (is the port in use? set PULSEBOARD_HTTP__PORT)")
+            })?;
+        addr = listener.local_addr()?;
+        tracing::info!(%addr, database = app.db.backend().name(), "serving on http://{addr}");
+        let state = app.state();
+        let mut rx = rx.clone();
+        tasks.spawn(async move {
+            pulseboard_web::serve(listener, state, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+            .context("HTTP server failed")
+        });
+    }
+    if work {
+        let worker = app.worker(queues, concurrency)?;
+        let rx = rx.clone();
+        tasks.spawn(async move {
+            worker.run(rx).await;
+            Ok(())
+        });
+    }
+    if schedule {
+        let scheduler = app.scheduler()?;
+        let rx = rx.clone();
+        tasks.spawn(async move {
+            scheduler.run(rx).await;
+            Ok(())
+        });
+    }
+    Ok(Running {
+        addr,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+async fn run_processes(
+    config: Config,
+    serve: bool,
+    work: bool,
+    schedule: bool,
+    queues: Option<Vec<String>>,
+    concurrency: Option<usize>,
+) -> anyhow::Result<()> {
+    if config.env == RunMode::Production && config.mail.smtp_url.is_empty() && work {
+        tracing::warn!("production mode without SMTP_URL: mail goes to the file outbox");
+    }
+    // Only processes that serve run migrations at start; workers and schedulers wait for them.
+    let app = App::build(config, serve).await?;
+    let running = start(&app, serve, work, schedule, queues, concurrency).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let grace = Duration::from_secs(
+        app.config
+            .http
+            .shutdown_grace_secs
+            .max(app.config.jobs.shutdown_grace_secs)
+            + 5,
+    );
+    match tokio::time::timeout(grace, running.stop()).await {
+        Ok(r) => r?,
+        Err(_) => tracing::warn!("shutdown took longer than {grace:?}; exiting anyway"),
+    }
+    app.db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

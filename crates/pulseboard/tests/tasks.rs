@@ -1,0 +1,305 @@
+//! Tasks: CRUD, done stamps, ordering, isolation between users, limits.
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn guests_get_401_on_tasks() {
+    let app = TestApp::spawn().await;
+    for r in [
+        app.client.get(app.url("/tasks")).send().await.unwrap(),
+        app.client
+            .post(app.url("/tasks"))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn crud_with_done_stamps_and_filters() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "tasks@example.com").await;
+
+    let mut ids = vec![];
+    for title in ["first", "second", "third"] {
+        let r = c
+            .post(app.url("/tasks"))
+            .json(&json!({"title": title, "description": "line 1\nline 2"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let t: Value = r.json().await.unwrap();
+        assert_eq!(t["done"], false);
+        assert!(t["done_at"].is_null());
+        ids.push(t["id"].as_i64().unwrap());
+    }
+    let all: Vec<Value> = c
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|t| t["title"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["first", "second", "third"]
+    );
+
+    // Mark done: stamped; filters split the lists.
+    let t: Value = c
+        .patch(app.url(&format!("/tasks/{}", ids[1])))
+        .json(&json!({"done": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["done"], true);
+    let stamped = t["done_at"].as_str().unwrap().to_owned();
+    let done: Vec<Value> = c
+        .get(app.url("/tasks?done=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let undone: Vec<Value> = c
+        .get(app.url("/tasks?done=false"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(undone.len(), 2);
+    // Marking done again keeps the first stamp; editing text keeps it too.
+    let t: Value = c
+        .patch(app.url(&format!("/tasks/{}", ids[1])))
+        .json(&json!({"done": true, "title": "second!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["done_at"], stamped.as_str());
+    assert_eq!(t["title"], "second!");
+    // Un-marking clears it.
+    let t: Value = c
+        .patch(app.url(&format!("/tasks/{}", ids[1])))
+        .json(&json!({"done": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(t["done_at"].is_null());
+
+    // Reorder: move the third before the first.
+    let first_pos = all[0]["position"].as_i64().unwrap();
+    c.patch(app.url(&format!("/tasks/{}", ids[2])))
+        .json(&json!({"position": first_pos - 1}))
+        .send()
+        .await
+        .unwrap();
+    let all: Vec<Value> = c
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all[0]["id"], ids[2]);
+
+    // Form bodies work for tasks too, and the description survives.
+    let r = c
+        .patch(app.url(&format!("/tasks/{}", ids[0])))
+        .form(&[("description", "from a form")])
+        .send()
+        .await
+        .unwrap();
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["description"], "from a form");
+    let t: Value = c
+        .get(app.url(&format!("/tasks/{}", ids[0])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["description"], "from a form");
+
+    assert_eq!(
+        c.delete(app.url(&format!("/tasks/{}", ids[0])))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.get(app.url(&format!("/tasks/{}", ids[0])))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.delete(app.url(&format!("/tasks/{}", ids[0])))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn users_cannot_see_or_touch_each_others_tasks() {
+    let app = TestApp::spawn().await;
+    let alice = app.new_client();
+    let bob = app.new_client();
+    app.register(&alice, "alice@example.com").await;
+    app.register(&bob, "bob@example.com").await;
+    let t: Value = alice
+        .post(app.url("/tasks"))
+        .json(&json!({"title": "secret"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = app.url(&format!("/tasks/{}", t["id"]));
+    let bobs: Vec<Value> = bob
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(bobs.is_empty());
+    assert_eq!(
+        bob.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        bob.patch(&url)
+            .json(&json!({"title": "mine"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        bob.delete(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let still: Value = alice.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(still["title"], "secret");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn limits_and_bad_input_are_clear_errors() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "limits@example.com").await;
+    let cases = [
+        (json!({"title": ""}), "title"),
+        (json!({"title": "   "}), "title"),
+        (json!({"title": "x".repeat(201)}), "title"),
+        (
+            json!({"title": "ok", "description": "y".repeat(10_001)}),
+            "description",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = c.post(app.url("/tasks")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["details"][field].is_string(), "{e}");
+    }
+    let r = c
+        .post(app.url("/tasks"))
+        .json(&json!({"description": "no title"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let t: Value = c
+        .post(app.url("/tasks"))
+        .json(&json!({"title": "ok"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = app.url(&format!("/tasks/{}", t["id"]));
+    let r = c
+        .patch(&url)
+        .json(&json!({"done": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = c
+        .patch(&url)
+        .json(&json!({"position": 1i64 << 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = c
+        .patch(&url)
+        .json(&json!({"owner": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        c.get(app.url("/tasks/abc")).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get(app.url("/tasks/99999999999999999999"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get(app.url("/tasks?done=maybe"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    app.stop().await;
+}

@@ -1,0 +1,273 @@
+//! The embedded job queue's SQL. Claiming differs by engine: PostgreSQL uses
+//! `FOR UPDATE SKIP LOCKED` so that many workers claim different rows without waiting; SQLite has
+//! one writer at a time, so a plain `UPDATE … WHERE id IN (SELECT …)` is already exclusive.
+
+use crate::{Backend, Db, Result};
+use pulseboard_domain::UnixMillis;
+use sqlx::{AnyConnection, FromRow};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub queue: String,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: i64,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, queue, kind, payload, status, attempts, max_attempts, run_at, \
+                       last_error, idempotency_key, created_at, updated_at";
+
+pub struct NewJob<'a> {
+    pub queue: &'a str,
+    pub kind: &'a str,
+    pub payload: &'a str,
+    pub max_attempts: i64,
+    pub run_at: UnixMillis,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Inserts a job on the given connection (often a transaction, so that the job exists only if the
+/// change that caused it commits). Returns None when a job with the same idempotency key exists.
+pub async fn insert(
+    conn: &mut AnyConnection,
+    job: &NewJob<'_>,
+    now: UnixMillis,
+) -> Result<Option<i64>> {
+    let id: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO jobs (queue, kind, payload, max_attempts, run_at, idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(job.queue)
+    .bind(job.kind)
+    .bind(job.payload)
+    .bind(job.max_attempts)
+    .bind(job.run_at)
+    .bind(job.idempotency_key)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(id.map(|(id,)| id))
+}
+
+/// Claims up to `limit` due jobs from `queues` for `worker`, leasing them until `lease_until`.
+/// Jobs whose lease expired (their worker died) are due again.
+pub async fn claim(
+    db: &Db,
+    queues: &[String],
+    worker: &str,
+    limit: i64,
+    now: UnixMillis,
+    lease_until: UnixMillis,
+) -> Result<Vec<JobRow>> {
+    // Queue names are bound as parameters $5.. so that the list can vary in length.
+    let placeholders: Vec<String> = (0..queues.len()).map(|i| format!("${}", i + 5)).collect();
+    let due = format!(
+        "SELECT id FROM jobs WHERE queue IN ({}) AND \
+         ((status = 'queued' AND run_at <= $1) OR (status = 'running' AND locked_until < $1)) \
+         ORDER BY run_at, id LIMIT $2",
+        placeholders.join(", ")
+    );
+    let due = match db.backend() {
+        Backend::Postgres => format!("{due} FOR UPDATE SKIP LOCKED"),
+        Backend::Sqlite => due,
+    };
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $3, \
+         locked_by = $4, updated_at = $1 WHERE id IN ({due}) RETURNING {COLUMNS}"
+    );
+    let mut q = sqlx::query_as(&sql)
+        .bind(now)
+        .bind(limit)
+        .bind(lease_until)
+        .bind(worker);
+    for queue in queues {
+        q = q.bind(queue);
+    }
+    Ok(q.fetch_all(db.pool()).await?)
+}
+
+/// Marks a job finished. Only the worker holding the lease may, so that a job whose lease expired
+/// and was taken over is not completed twice.
+pub async fn complete(db: &Db, id: i64, worker: &str, now: UnixMillis) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'done', finished_at = $1, updated_at = $1, locked_until = NULL \
+         WHERE id = $2 AND locked_by = $3 AND status = 'running'",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Marks many jobs finished in one statement (the worker batches completions under load).
+pub async fn complete_many(db: &Db, ids: &[i64], worker: &str, now: UnixMillis) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE jobs SET status = 'done', finished_at = $1, updated_at = $1, locked_until = NULL \
+         WHERE locked_by = $2 AND status = 'running' AND id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(now).bind(worker);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.execute(db.pool()).await?.rows_affected())
+}
+
+/// Schedules another attempt at `run_at`, keeping the error.
+pub async fn retry_later(
+    db: &Db,
+    id: i64,
+    worker: &str,
+    error: &str,
+    run_at: UnixMillis,
+    now: UnixMillis,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'queued', run_at = $1, last_error = $2, locked_until = NULL, \
+         locked_by = NULL, updated_at = $3 WHERE id = $4 AND locked_by = $5 AND status = 'running'",
+    )
+    .bind(run_at)
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Dead-letters a job with its last error.
+pub async fn bury(db: &Db, id: i64, worker: &str, error: &str, now: UnixMillis) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'dead', last_error = $1, finished_at = $2, updated_at = $2, \
+         locked_until = NULL WHERE id = $3 AND locked_by = $4 AND status = 'running'",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Gives leased jobs back (graceful shutdown): they run again at once, and the attempt they used is
+/// returned too, since they never ran to an outcome.
+pub async fn release(db: &Db, ids: &[i64], worker: &str, now: UnixMillis) -> Result<u64> {
+    let mut n = 0;
+    for id in ids {
+        n += sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = $1, attempts = attempts - 1, \
+             locked_until = NULL, locked_by = NULL, updated_at = $1 \
+             WHERE id = $2 AND locked_by = $3 AND status = 'running'",
+        )
+        .bind(now)
+        .bind(*id)
+        .bind(worker)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Option<JobRow>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// Counts per queue and status, for the admin view.
+pub async fn counts(db: &Db) -> Result<Vec<(String, String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status ORDER BY queue, status",
+    )
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Dead jobs, newest first.
+pub async fn dead(db: &Db, limit: i64) -> Result<Vec<JobRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE status = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Puts a dead job back in its queue with a fresh set of attempts.
+pub async fn requeue_dead(db: &Db, id: i64, now: UnixMillis) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, updated_at = $1, \
+         finished_at = NULL, locked_by = NULL WHERE id = $2 AND status = 'dead'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn discard_dead(db: &Db, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM jobs WHERE id = $1 AND status = 'dead'")
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Deletes finished jobs older than `before`.
+pub async fn prune_done(db: &Db, before: UnixMillis) -> Result<u64> {
+    let r = sqlx::query("DELETE FROM jobs WHERE status = 'done' AND finished_at < $1")
+        .bind(before)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Records that occurrence `at` of schedule `name` fired, unless it (or a later one) already did.
+/// True for exactly one caller per occurrence, however many schedulers race.
+pub async fn claim_occurrence(
+    conn: &mut AnyConnection,
+    name: &str,
+    at: UnixMillis,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO schedule_runs (name, last_occurrence) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET last_occurrence = excluded.last_occurrence \
+         WHERE schedule_runs.last_occurrence < excluded.last_occurrence",
+    )
+    .bind(name)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn last_occurrence(db: &Db, name: &str) -> Result<Option<UnixMillis>> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT last_occurrence FROM schedule_runs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(|(t,)| t))
+}

@@ -1,0 +1,173 @@
+//! Storage: one interface over SQLite (the embedded default) and PostgreSQL.
+//!
+//! Every query is written once, in the SQL both engines share, and runs through sqlx's `Any` driver.
+//! Only the DDL differs, so there is one migration folder per dialect. Times are bound as integer
+//! milliseconds, flags read with [`flag`] (SQLite returns integers, PostgreSQL booleans).
+
+pub mod jobs;
+pub mod sessions;
+pub mod tasks;
+pub mod users;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+pub use sqlx::Any;
+pub use sqlx::AnyConnection as Conn;
+pub type Tx<'a> = sqlx::Transaction<'a, Any>;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("already exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StorageError {
+    /// Maps a unique-constraint violation to `Conflict`, anything else to `Database`.
+    pub fn from_insert(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
+            _ => StorageError::Database(e),
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub busy_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// The database: a pool plus which engine is behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StorageError::Unavailable(format!(
+                "unsupported database URL scheme in {url:?}: use sqlite:// or postgres://"
+            )));
+        };
+        // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
+        // across power loss, which the job queue relies on. ('static: the hook outlives this call.)
+        let pragmas: &'static str = Box::leak(
+            format!(
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                opts.busy_timeout.as_millis()
+            )
+            .into_boxed_str(),
+        );
+        let pool = AnyPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.connect_timeout)
+            .after_connect(move |conn, _meta| match backend {
+                Backend::Sqlite => sqlite_pragmas(conn, pragmas),
+                Backend::Postgres => Box::pin(async { Ok(()) }),
+            })
+            .connect(url)
+            .await
+            .map_err(|e| StorageError::Unavailable(describe_connect_error(url, &e)))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'static>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    /// Readiness: a round trip to the database.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_pragmas<'c>(
+    conn: &'c mut sqlx::AnyConnection,
+    pragmas: &'static str,
+) -> futures_core::future::BoxFuture<'c, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        use sqlx::Executor;
+        conn.execute(pragmas).await?;
+        Ok(())
+    })
+}
+
+fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
+    let shown = match url.split_once('@') {
+        Some((head, tail)) => match head.rsplit_once(':') {
+            Some((user, _)) if user.contains("://") && !user.ends_with('/') => {
+                format!("{user}:***@{tail}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    format!("cannot open database {shown}: {e}")
+}
+
+/// Reads a boolean column: PostgreSQL stores BOOLEAN, SQLite an integer 0/1.
+pub fn flag(row: &AnyRow, column: &str) -> std::result::Result<bool, sqlx::Error> {
+    match row.try_get::<bool, _>(column) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}

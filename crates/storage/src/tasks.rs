@@ -1,0 +1,137 @@
+use crate::{flag, Result};
+use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, UnixMillis};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, FromRow, Row};
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: i64,
+    pub user_id: i64,
+    pub title: String,
+    pub description: String,
+    pub done: bool,
+    pub done_at: Option<UnixMillis>,
+    pub position: i64,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl FromRow<'_, AnyRow> for Task {
+    fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            done: flag(row, "done")?,
+            done_at: row.try_get("done_at")?,
+            position: row.try_get("position")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, user_id, title, description, done, done_at, position, created_at, updated_at";
+
+/// Gap between positions of new tasks, so that a task can be moved between two others without
+/// renumbering the list.
+pub const POSITION_STEP: i64 = 1024;
+
+pub async fn list(pool: &AnyPool, user_id: i64, done: Option<bool>) -> Result<Vec<Task>> {
+    let q = match done {
+        None => format!("SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY position, id"),
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM tasks WHERE user_id = $1 AND done = $2 ORDER BY position, id"
+        ),
+    };
+    let mut query = sqlx::query_as(&q).bind(user_id);
+    if let Some(d) = done {
+        query = query.bind(d);
+    }
+    Ok(query.fetch_all(pool).await?)
+}
+
+pub async fn get(pool: &AnyPool, user_id: i64, id: i64) -> Result<Option<Task>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Adds a task at the end of the user's list.
+pub async fn create(
+    pool: &AnyPool,
+    user_id: i64,
+    title: &TaskTitle,
+    description: &TaskDescription,
+    now: UnixMillis,
+) -> Result<Task> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO tasks (user_id, title, description, position, created_at, updated_at) \
+         VALUES ($1, $2, $3, \
+                 (SELECT COALESCE(MAX(position), 0) + {POSITION_STEP} FROM tasks WHERE user_id = $1), \
+                 $4, $4) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(user_id)
+    .bind(title.as_str())
+    .bind(description.as_str())
+    .bind(now)
+    .fetch_one(pool)
+    .await?)
+}
+
+#[derive(Debug, Default)]
+pub struct TaskPatch {
+    pub title: Option<TaskTitle>,
+    pub description: Option<TaskDescription>,
+    pub done: Option<bool>,
+    pub position: Option<TaskPosition>,
+}
+
+/// Applies a patch in one statement. Marking done stamps `done_at` (kept if it was already done);
+/// un-marking clears it. None when the task is not the user's.
+pub async fn update(
+    pool: &AnyPool,
+    user_id: i64,
+    id: i64,
+    patch: TaskPatch,
+    now: UnixMillis,
+) -> Result<Option<Task>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE tasks SET \
+            title = COALESCE($1, title), \
+            description = COALESCE($2, description), \
+            done_at = CASE WHEN $3 IS NULL THEN done_at \
+                           WHEN $3 THEN COALESCE(done_at, $5) \
+                           ELSE NULL END, \
+            done = COALESCE($3, done), \
+            position = COALESCE($4, position), \
+            updated_at = $5 \
+         WHERE id = $6 AND user_id = $7 \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(patch.title.map(TaskTitle::into_inner))
+    .bind(patch.description.map(TaskDescription::into_inner))
+    .bind(patch.done)
+    .bind(patch.position.map(TaskPosition::get))
+    .bind(now)
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub async fn delete(pool: &AnyPool, user_id: i64, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM tasks WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}

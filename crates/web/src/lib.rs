@@ -1,0 +1,223 @@
+//! The HTTP API and the embedded web app.
+//!
+//! Handlers are thin: they parse input into domain types, call storage or enqueue a job, and map
+//! errors through [`error::ApiError`]. Every route is served at the root and again under `/api`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+
+pub use auth::Keys;
+pub use state::AppState;
+
+use crate::error::ApiError;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use routes::{admin, docs, health, sessions, tasks, users};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tower::Layer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Whether the request came in under `/api` (cookie paths follow the prefix the client uses).
+pub struct ApiPrefix(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPrefix {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map(|u| u.0.path().to_owned())
+            .unwrap_or_else(|| parts.uri.path().to_owned());
+        Ok(ApiPrefix(path == "/api" || path.starts_with("/api/")))
+    }
+}
+
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/user", post(users::register).get(users::me))
+        .route("/session", post(sessions::login).delete(sessions::logout))
+        .route("/session/refresh", post(sessions::refresh))
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route(
+            "/tasks/{id}",
+            get(tasks::get).patch(tasks::update).delete(tasks::delete),
+        )
+        .route("/admin/queues", get(admin::queues))
+        .route("/admin/jobs/{id}/retry", post(admin::retry))
+        .route("/admin/jobs/{id}", delete(admin::discard))
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The whole application, with its middleware.
+pub fn router(state: AppState) -> Router {
+    let cfg = state.config.clone();
+    let origins: Vec<HeaderValue> = cfg
+        .http
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    let request_id = HeaderName::from_static("x-request-id");
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+            request_id.clone(),
+        ])
+        .expose_headers([request_id.clone(), axum::http::header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600));
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        })
+        .on_request(())
+        .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+            tracing::info!(status = res.status().as_u16(), duration_ms = latency.as_secs_f64() * 1000.0, "request");
+        })
+        .on_failure(());
+
+    Router::new()
+        .merge(api_routes())
+        .nest("/api", api_routes())
+        .fallback(static_or_not_found)
+        .layer(DefaultBodyLimit::max(cfg.http.json_body_limit_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), csrf))
+        .layer(cors)
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(cfg.http.request_timeout_secs),
+        ))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Trailing slashes are trimmed before routing, so `/tasks/` is `/tasks`.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Refuses state-changing requests sent by a browser from a foreign site (CSRF). SameSite=Lax
+/// cookies already stop most; this also covers same-site subdomains and old browsers.
+async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let same_origin = origin
+            .split_once("://")
+            .map(|(_, rest)| rest == host)
+            .unwrap_or(false);
+        let allowed = same_origin
+            || state
+                .config
+                .http
+                .cors_origins
+                .iter()
+                .any(|o| o.trim_end_matches('/') == origin);
+        if !allowed {
+            return ApiError::Forbidden(format!(
+                "Cross-site request refused: origin {origin} is not allowed"
+            ))
+            .into_response();
+        }
+    } else if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return ApiError::Forbidden("Cross-site request refused".into()).into_response();
+    }
+    next.run(req).await
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "Method {} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "../../frontend/"]
+struct Assets;
+
+/// The web app's files for GET requests; a JSON 404 for everything else.
+async fn static_or_not_found(req: Request) -> Response {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        let path = req.uri().path().trim_start_matches('/');
+        let path = if path.is_empty() { "index.html" } else { path };
+        if let Some(file) = Assets::get(path) {
+            let mime = file.metadata.mimetype().to_owned();
+            return (
+                [
+                    (CONTENT_TYPE, mime),
+                    // Files change with each release; revalidate rather than serve stale code.
+                    (CACHE_CONTROL, "no-cache".to_owned()),
+                ],
+                file.data.into_owned(),
+            )
+                .into_response();
+        }
+    }
+    ApiError::NotFound(format!(
+        "No route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}

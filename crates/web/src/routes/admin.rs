@@ -1,0 +1,66 @@
+//! Admin-only views of the job queues (our Flower).
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use pulseboard_domain::Timestamp;
+use pulseboard_storage::jobs;
+use serde_json::{json, Value};
+
+pub async fn queues(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    user.require_admin()?;
+    let mut queues = serde_json::Map::new();
+    for (queue, status, n) in jobs::counts(&state.db).await? {
+        let entry = queues
+            .entry(queue)
+            .or_insert_with(|| json!({"queued": 0, "running": 0, "done": 0, "dead": 0}));
+        entry[status] = json!(n);
+    }
+    let dead: Vec<Value> = jobs::dead(&state.db, 100)
+        .await?
+        .into_iter()
+        .map(|j| {
+            json!({
+                "id": j.id, "queue": j.queue, "kind": j.kind, "payload": serde_json::from_str::<Value>(&j.payload).unwrap_or(Value::Null),
+                "attempts": j.attempts, "last_error": j.last_error,
+                "created_at": Timestamp::rfc3339(j.created_at), "updated_at": Timestamp::rfc3339(j.updated_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "queues": queues, "dead": dead })))
+}
+
+fn job_id(raw: &str) -> ApiResult<i64> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound("No dead job with that id".into()))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.require_admin()?;
+    if jobs::requeue_dead(&state.db, job_id(&id)?, Timestamp::now()).await? {
+        state.queue.wake();
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::NotFound("No dead job with that id".into()))
+    }
+}
+
+pub async fn discard(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.require_admin()?;
+    if jobs::discard_dead(&state.db, job_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("No dead job with that id".into()))
+    }
+}

@@ -1,0 +1,153 @@
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Input;
+use crate::state::AppState;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, Timestamp};
+use pulseboard_storage::tasks::{self, Task, TaskPatch};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct TaskView {
+    pub id: i64,
+    pub title: String,
+    pub description: String,
+    pub done: bool,
+    pub done_at: Option<String>,
+    pub position: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> Self {
+        Self {
+            id: t.id,
+            title: t.title,
+            description: t.description,
+            done: t.done,
+            done_at: t.done_at.map(Timestamp::rfc3339),
+            position: t.position,
+            created_at: Timestamp::rfc3339(t.created_at),
+            updated_at: Timestamp::rfc3339(t.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    done: Option<bool>,
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("Task not found".into())
+}
+
+/// Task ids in paths: anything but a positive integer is simply not a task of this user.
+fn task_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(not_found)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<TaskView>>> {
+    let Query(q) = query.map_err(|e| ApiError::Validation {
+        message: format!(
+            "Invalid query: {} (done must be true or false)",
+            e.body_text()
+        ),
+        details: [("done".to_owned(), "must be true or false".to_owned())].into(),
+    })?;
+    let rows = tasks::list(state.db.pool(), user.id, q.done).await?;
+    Ok(Json(rows.into_iter().map(TaskView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Input(body): Input<NewTask>,
+) -> ApiResult<(StatusCode, Json<TaskView>)> {
+    let title = TaskTitle::parse(&body.title)?;
+    let description = TaskDescription::parse(body.description.as_deref().unwrap_or(""))?;
+    let task = tasks::create(
+        state.db.pool(),
+        user.id,
+        &title,
+        &description,
+        Timestamp::now(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(task.into())))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    let task = tasks::get(state.db.pool(), user.id, task_id(&id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(task.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTask {
+    title: Option<String>,
+    description: Option<String>,
+    done: Option<bool>,
+    position: Option<i64>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Input(body): Input<PatchTask>,
+) -> ApiResult<Json<TaskView>> {
+    let id = task_id(&id)?;
+    let patch = TaskPatch {
+        title: body.title.as_deref().map(TaskTitle::parse).transpose()?,
+        description: body
+            .description
+            .as_deref()
+            .map(TaskDescription::parse)
+            .transpose()?,
+        done: body.done,
+        position: body.position.map(TaskPosition::parse).transpose()?,
+    };
+    let task = tasks::update(state.db.pool(), user.id, id, patch, Timestamp::now())
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(task.into()))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if tasks::delete(state.db.pool(), user.id, task_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}

@@ -1,0 +1,123 @@
+use crate::auth::{self, CurrentUser};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Input;
+use crate::state::AppState;
+use crate::ApiPrefix;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::response::{AppendHeaders, IntoResponse};
+use axum::Json;
+use pulseboard_domain::{Email, Password, Timestamp};
+use pulseboard_jobs::handlers::WelcomeEmail;
+use pulseboard_storage::{users, StorageError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub role: &'static str,
+    pub locale: String,
+    pub time_zone: String,
+    pub digest_enabled: bool,
+    pub alerts_enabled: bool,
+    pub created_at: String,
+}
+
+impl From<users::User> for UserView {
+    fn from(u: users::User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.to_string(),
+            role: u.role.as_str(),
+            locale: u.locale,
+            time_zone: u.time_zone,
+            digest_enabled: u.digest_enabled,
+            alerts_enabled: u.alerts_enabled,
+            created_at: Timestamp::rfc3339(u.created_at),
+        }
+    }
+}
+
+/// A user plus the access token, for login and registration responses.
+#[derive(Serialize)]
+pub struct SessionView {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+/// `POST /user`: registers and logs in at once; the welcome email is enqueued in the same
+/// transaction as the account.
+pub async fn register(
+    State(state): State<AppState>,
+    prefix: ApiPrefix,
+    Input(body): Input<Credentials>,
+) -> ApiResult<impl IntoResponse> {
+    let email = Email::parse(&body.email);
+    let password = email
+        .as_ref()
+        .ok()
+        .map(|e| Password::parse_new(&body.password, Some(e)))
+        .unwrap_or_else(|| Password::parse_new(&body.password, None));
+    let (email, password) = match (email, password) {
+        (Ok(e), Ok(p)) => (e, p),
+        (e, p) => {
+            let mut details = std::collections::BTreeMap::new();
+            let mut first = None;
+            for err in [e.err(), p.err()].into_iter().flatten() {
+                first.get_or_insert_with(|| err.message.clone());
+                details.insert(err.field.to_owned(), err.message);
+            }
+            return Err(ApiError::Validation {
+                message: first.unwrap_or_default(),
+                details,
+            });
+        }
+    };
+    let hash = auth::hash_password(&state.config, password).await?;
+    let mut tx = state.db.begin().await?;
+    let user = match users::create(&mut tx, &email, &hash, Timestamp::now()).await {
+        Ok(u) => u,
+        Err(StorageError::Conflict) => {
+            return Err(ApiError::Conflict("This email is already taken".into()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state
+        .queue
+        .enqueue_in(&mut tx, &WelcomeEmail { user_id: user.id })
+        .await?;
+    tx.commit()
+        .await
+        .map_err(pulseboard_storage::StorageError::from)?;
+    state.queue.wake();
+    tracing::info!(user_id = user.id, "user registered");
+    let issued = auth::start_session(&state, user.id, user.role, prefix.0).await?;
+    Ok((
+        AppendHeaders(issued.cookies.into_iter().map(|c| (SET_COOKIE, c))),
+        Json(SessionView {
+            user: user.into(),
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+        }),
+    ))
+}
+
+/// `GET /user`: the logged-in user.
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<UserView>> {
+    let u = users::by_id(state.db.pool(), user.id)
+        .await?
+        .ok_or_else(ApiError::not_logged_in)?;
+    Ok(Json(u.into()))
+}

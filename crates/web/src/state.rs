@@ -1,0 +1,14 @@
+use crate::auth::Keys;
+use pulseboard_config::Config;
+use pulseboard_jobs::Queue;
+use pulseboard_storage::Db;
+use std::sync::Arc;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub queue: Queue,
+    pub keys: Arc<Keys>,
+}
