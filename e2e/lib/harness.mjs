@@ -31,7 +31,8 @@ export async function launch() {
  * collected in `page.errors` so that tests can assert the app never crashed.
  */
 export async function newPage(browser, { locale = "en-US", colorScheme = "light", viewport = { width: 1280, height: 860 } } = {}) {
-  const context = await browser.newContext({ baseURL: BASE_URL, locale, colorScheme, viewport });
+  // Reduced motion: checks (axe contrast, screenshots) must never sample an element mid-animation.
+  const context = await browser.newContext({ baseURL: BASE_URL, locale, colorScheme, viewport, reducedMotion: "reduce" });
   context.setDefaultTimeout(15000);
   const page = await context.newPage();
   page.errors = [];

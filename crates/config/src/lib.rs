@@ -123,6 +123,7 @@ pub struct Monitor {
 pub struct Mail {
     pub from: String,
     pub smtp_url: String,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

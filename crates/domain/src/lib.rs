@@ -4,11 +4,13 @@
 //! edge, and everything past the edge (storage, jobs, mail) can rely on them.
 
 mod error;
+mod resource;
 mod task;
 mod time;
 mod user;
 
 pub use error::FieldError;
+pub use resource::ResourceUrl;
 pub use task::{TaskDescription, TaskPosition, TaskTitle};
 pub use time::{Timestamp, UnixMillis};
 pub use user::{Email, Password, Role};

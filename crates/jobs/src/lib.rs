@@ -54,6 +54,8 @@ pub struct Context {
     pub queue: Queue,
     pub mailer: Mailer,
     pub public_url: String,
+    /// Signs links that act without a login (unsubscribe).
+    pub signing_key: std::sync::Arc<Vec<u8>>,
 }
 
 /// Every queue a default worker consumes.

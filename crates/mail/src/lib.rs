@@ -1,10 +1,16 @@
-//! Outgoing mail. A [`Message`] has a plain-text and an HTML part; a [`Mailer`] delivers it. The
-//! default transport is a file outbox (`<data_dir>/outbox/*.eml`), so a fresh clone shows its mail
-//! without an account anywhere.
+//! Outgoing mail. A [`Message`] has a plain-text and an HTML part; a [`Mailer`] delivers it over
+//! SMTP (STARTTLS or implicit TLS, pooled connections, timeouts) or, by default, to a file outbox
+//! (`<data_dir>/outbox/*.eml`), so that a fresh clone shows its mail without an account anywhere.
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+pub mod templates;
+pub mod unsubscribe;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -14,42 +20,74 @@ pub struct Message {
     pub html: String,
     /// Stable id, so that a retried job produces the same Message-ID.
     pub message_id: String,
+    /// Extra headers, e.g. `List-Unsubscribe`.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    /// Worth retrying: the relay or the disk may be back in a moment.
+    /// Worth retrying: the relay or the disk may be back in a moment (4xx replies, connection
+    /// failures, timeouts).
     #[error("transient mail error: {0}")]
     Transient(String),
-    /// Retrying will not help (bad address, rejected by the relay).
+    /// Retrying will not help (5xx replies, invalid addresses).
     #[error("permanent mail error: {0}")]
     Permanent(String),
 }
 
 #[derive(Clone)]
+enum Transport {
+    Outbox {
+        transport: AsyncFileTransport<Tokio1Executor>,
+        dir: PathBuf,
+    },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        host: String,
+    },
+}
+
+#[derive(Clone)]
 pub struct Mailer {
     from: Mailbox,
-    outbox: AsyncFileTransport<Tokio1Executor>,
-    outbox_dir: PathBuf,
+    transport: Transport,
 }
 
 impl Mailer {
+    /// The file outbox.
     pub fn outbox(from: &str, dir: PathBuf) -> Result<Self, MailError> {
-        let from: Mailbox = from
-            .parse()
-            .map_err(|e| MailError::Permanent(format!("invalid sender {from:?}: {e}")))?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             MailError::Permanent(format!("cannot create outbox {}: {e}", dir.display()))
         })?;
         Ok(Self {
-            from,
-            outbox: AsyncFileTransport::new(&dir),
-            outbox_dir: dir,
+            from: parse_from(from)?,
+            transport: Transport::Outbox {
+                transport: AsyncFileTransport::new(&dir),
+                dir,
+            },
         })
     }
 
-    pub fn outbox_dir(&self) -> &std::path::Path {
-        &self.outbox_dir
+    /// An SMTP relay. `smtp://user:pass@host:587` uses STARTTLS (required); `smtps://…:465`
+    /// implicit TLS; `?tls=opportunistic` upgrades when offered; `?tls=none` sends in clear (for a
+    /// relay on localhost only).
+    pub fn smtp(from: &str, url: &str, timeout: Duration) -> Result<Self, MailError> {
+        let (url, host) = normalise_smtp_url(url)?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+            .map_err(|e| MailError::Permanent(format!("invalid SMTP_URL: {e}")))?
+            .timeout(Some(timeout))
+            .build();
+        Ok(Self {
+            from: parse_from(from)?,
+            transport: Transport::Smtp { transport, host },
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.transport {
+            Transport::Outbox { dir, .. } => format!("file outbox {}", dir.display()),
+            Transport::Smtp { host, .. } => format!("SMTP relay {host}"),
+        }
     }
 
     pub async fn send(&self, msg: &Message) -> Result<(), MailError> {
@@ -57,11 +95,18 @@ impl Mailer {
             .to
             .parse()
             .map_err(|e| MailError::Permanent(format!("invalid recipient {:?}: {e}", msg.to)))?;
-        let email = lettre::Message::builder()
+        let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(&msg.subject)
-            .message_id(Some(msg.message_id.clone()))
+            .message_id(Some(msg.message_id.clone()));
+        for (name, value) in &msg.headers {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(name),
+                value.clone(),
+            ));
+        }
+        let email = builder
             .multipart(
                 MultiPart::alternative()
                     .singlepart(
@@ -76,16 +121,79 @@ impl Mailer {
                     ),
             )
             .map_err(|e| MailError::Permanent(format!("cannot build message: {e}")))?;
-        self.outbox
-            .send(email)
-            .await
-            .map_err(|e| MailError::Transient(format!("outbox write failed: {e}")))?;
-        tracing::info!(to = %msg.to, subject = %msg.subject, outbox = %self.outbox_dir.display(), "mail written to outbox");
+        match &self.transport {
+            Transport::Outbox { transport, dir } => {
+                transport
+                    .send(email)
+                    .await
+                    .map_err(|e| MailError::Transient(format!("outbox write failed: {e}")))?;
+                tracing::info!(to = %msg.to, subject = %msg.subject, outbox = %dir.display(), "mail written to outbox");
+            }
+            Transport::Smtp { transport, host } => {
+                transport.send(email).await.map_err(|e| {
+                    if e.is_permanent() {
+                        MailError::Permanent(format!("{host} refused the message: {e}"))
+                    } else {
+                        MailError::Transient(format!("{host}: {e}"))
+                    }
+                })?;
+                tracing::info!(to = %msg.to, subject = %msg.subject, relay = %host, "mail sent");
+            }
+        }
         Ok(())
     }
 }
 
-/// Escapes text for inclusion in an HTML part.
+fn parse_from(from: &str) -> Result<Mailbox, MailError> {
+    from.parse()
+        .map_err(|e| MailError::Permanent(format!("invalid sender {from:?}: {e}")))
+}
+
+/// Makes `smtp://` mean STARTTLS unless the URL says otherwise, and returns the host for logs.
+fn normalise_smtp_url(url: &str) -> Result<(String, String), MailError> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| MailError::Permanent(format!("invalid SMTP_URL: {e}")))?;
+    let host = parsed.host_str().unwrap_or("").to_owned();
+    let tls = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let mut out = parsed.clone();
+    if parsed.scheme() == "smtp" {
+        let others: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, _)| k != "tls")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        out.set_query(None);
+        {
+            let mut q = out.query_pairs_mut();
+            for (k, v) in &others {
+                q.append_pair(k, v);
+            }
+            match tls.as_deref() {
+                None | Some("required") => {
+                    q.append_pair("tls", "required");
+                }
+                Some("opportunistic") => {
+                    q.append_pair("tls", "opportunistic");
+                }
+                Some("none") => {}
+                Some(other) => {
+                    return Err(MailError::Permanent(format!(
+                        "invalid SMTP_URL: tls={other}; use required, opportunistic or none"
+                    )))
+                }
+            }
+        }
+        if out.query() == Some("") {
+            out.set_query(None);
+        }
+    }
+    Ok((out.to_string(), host))
+}
+
+/// Escapes text for inclusion in HTML.
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -105,8 +213,20 @@ pub fn html_escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn smtp_defaults_to_starttls() {
+        let (u, host) = normalise_smtp_url("smtp://u:p@relay.example:587").unwrap();
+        assert_eq!(u, "smtp://u:p@relay.example:587?tls=required");
+        assert_eq!(host, "relay.example");
+        let (u, _) = normalise_smtp_url("smtp://127.0.0.1:2525?tls=none").unwrap();
+        assert_eq!(u, "smtp://127.0.0.1:2525");
+        let (u, _) = normalise_smtp_url("smtps://u:p@in-v3.mailjet.com:465").unwrap();
+        assert_eq!(u, "smtps://u:p@in-v3.mailjet.com:465");
+        assert!(normalise_smtp_url("smtp://h?tls=maybe").is_err());
+    }
+
     #[tokio::test]
-    async fn writes_eml_with_both_parts() {
+    async fn writes_eml_with_both_parts_and_extra_headers() {
         let dir = std::env::temp_dir().join(format!("pb-mail-{}", uuid::Uuid::new_v4()));
         let mailer = Mailer::outbox("Pulseboard <noreply@localhost>", dir.clone()).unwrap();
         mailer
@@ -116,6 +236,7 @@ mod tests {
                 text: "plain body".into(),
                 html: "<p>html body</p>".into(),
                 message_id: "<1@pulseboard>".into(),
+                headers: vec![("List-Unsubscribe", "<http://x/u>".into())],
             })
             .await
             .unwrap();
@@ -123,18 +244,11 @@ mod tests {
         assert_eq!(files.len(), 1);
         let text = std::fs::read_to_string(files[0].path()).unwrap();
         assert!(text.contains("To: a@example.com"), "{text}");
+        assert!(text.contains("List-Unsubscribe: <http://x/u>"), "{text}");
         assert!(
             text.contains("text/plain") && text.contains("text/html"),
             "{text}"
         );
         std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[test]
-    fn escapes_html() {
-        assert_eq!(
-            html_escape("<b>\"x\" & 'y'</b>"),
-            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
-        );
     }
 }

@@ -94,6 +94,7 @@ pub struct App {
     pub queue: Queue,
     pub mailer: Mailer,
     pub keys: Arc<Keys>,
+    pub signing_key: Arc<Vec<u8>>,
 }
 
 impl App {
@@ -104,7 +105,15 @@ impl App {
             db.migrate().await?;
         }
         let secret = secrets::jwt_secret(&config)?;
-        let mailer = Mailer::outbox(&config.mail.from, config.data_dir.join("outbox"))?;
+        let mailer = if config.mail.smtp_url.is_empty() {
+            Mailer::outbox(&config.mail.from, config.data_dir.join("outbox"))?
+        } else {
+            Mailer::smtp(
+                &config.mail.from,
+                &config.mail.smtp_url,
+                Duration::from_secs(config.mail.timeout_secs),
+            )?
+        };
         let queue = Queue::new(
             db.clone(),
             QueueOptions {
@@ -117,6 +126,7 @@ impl App {
             queue,
             mailer,
             keys: Arc::new(Keys::from_secret(&secret)),
+            signing_key: Arc::new(secret),
         })
     }
 
@@ -126,6 +136,7 @@ impl App {
             db: self.db.clone(),
             queue: self.queue.clone(),
             keys: self.keys.clone(),
+            signing_key: self.signing_key.clone(),
         }
     }
 
@@ -135,6 +146,7 @@ impl App {
             queue: self.queue.clone(),
             mailer: self.mailer.clone(),
             public_url: self.config.http.public_url.clone(),
+            signing_key: self.signing_key.clone(),
         }
     }
 

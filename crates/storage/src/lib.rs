@@ -5,6 +5,8 @@
 //! milliseconds, flags read with [`flag`] (SQLite returns integers, PostgreSQL booleans).
 
 pub mod jobs;
+pub mod mail_log;
+pub mod resources;
 pub mod sessions;
 pub mod tasks;
 pub mod users;

@@ -135,3 +135,47 @@ pub async fn delete(pool: &AnyPool, user_id: i64, id: i64) -> Result<bool> {
         .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// What the digest of one day says: undone tasks now (count and the first `undone_limit` titles)
+/// and the titles of tasks marked done within `[from, to)`.
+pub struct DigestData {
+    pub undone_count: i64,
+    pub undone: Vec<String>,
+    pub done: Vec<String>,
+}
+
+pub async fn digest_data(
+    pool: &AnyPool,
+    user_id: i64,
+    from: UnixMillis,
+    to: UnixMillis,
+    undone_limit: i64,
+) -> Result<DigestData> {
+    let (undone_count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM tasks WHERE user_id = $1 AND done = $2")
+            .bind(user_id)
+            .bind(false)
+            .fetch_one(pool)
+            .await?;
+    let undone: Vec<(String,)> = sqlx::query_as(
+        "SELECT title FROM tasks WHERE user_id = $1 AND done = $2 ORDER BY position, id LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(false)
+    .bind(undone_limit)
+    .fetch_all(pool)
+    .await?;
+    let done: Vec<(String,)> = sqlx::query_as(
+        "SELECT title FROM tasks WHERE user_id = $1 AND done_at >= $2 AND done_at < $3 ORDER BY done_at, id LIMIT 100",
+    )
+    .bind(user_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    Ok(DigestData {
+        undone_count,
+        undone: undone.into_iter().map(|(t,)| t).collect(),
+        done: done.into_iter().map(|(t,)| t).collect(),
+    })
+}

@@ -116,3 +116,84 @@ pub async fn clear_login_failures(pool: &AnyPool, key: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// Settings a user may change about themselves. None leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct Settings {
+    pub time_zone: Option<String>,
+    pub locale: Option<String>,
+    pub digest_enabled: Option<bool>,
+    pub alerts_enabled: Option<bool>,
+}
+
+pub async fn update_settings(
+    pool: &AnyPool,
+    id: i64,
+    s: Settings,
+    now: UnixMillis,
+) -> Result<Option<User>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE users SET time_zone = COALESCE($1, time_zone), locale = COALESCE($2, locale), \
+         digest_enabled = COALESCE($3, digest_enabled), alerts_enabled = COALESCE($4, alerts_enabled), \
+         updated_at = $5 WHERE id = $6 RETURNING {COLUMNS}"
+    ))
+    .bind(s.time_zone)
+    .bind(s.locale)
+    .bind(s.digest_enabled)
+    .bind(s.alerts_enabled)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Time zones of users who get the digest.
+pub async fn digest_time_zones(pool: &AnyPool) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT DISTINCT time_zone FROM users WHERE digest_enabled = $1")
+            .bind(true)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(tz,)| tz).collect())
+}
+
+/// Users in `time_zone` whose digest for `day` (YYYY-MM-DD) is not yet out, in id order after
+/// `after_id`.
+pub async fn due_for_digest(
+    pool: &AnyPool,
+    time_zone: &str,
+    day: &str,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT id FROM users WHERE time_zone = $1 AND digest_enabled = $2 \
+         AND (last_digest_day IS NULL OR last_digest_day < $3) AND id > $4 ORDER BY id LIMIT $5",
+    )
+    .bind(time_zone)
+    .bind(true)
+    .bind(day)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Records that the digest for `day` is taken care of for these users.
+pub async fn mark_digest_day(conn: &mut sqlx::AnyConnection, ids: &[i64], day: &str) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "UPDATE users SET last_digest_day = $1 WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(day);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}

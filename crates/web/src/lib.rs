@@ -21,7 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use routes::{admin, docs, health, sessions, tasks, users};
+use routes::{admin, docs, health, sessions, tasks, unsubscribe, users};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tower::Layer;
@@ -54,7 +54,16 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/user", post(users::register).get(users::me))
+        .route(
+            "/user",
+            post(users::register)
+                .get(users::me)
+                .patch(users::update_settings),
+        )
+        .route(
+            "/unsubscribe",
+            get(unsubscribe::confirm).post(unsubscribe::apply),
+        )
         .route("/session", post(sessions::login).delete(sessions::logout))
         .route("/session/refresh", post(sessions::refresh))
         .route("/tasks", get(tasks::list).post(tasks::create))
@@ -62,6 +71,30 @@ fn api_routes() -> Router<AppState> {
             "/tasks/{id}",
             get(tasks::get).patch(tasks::update).delete(tasks::delete),
         )
+        // Watch: uploads (ZIP imports, screenshots) lift the app-wide body limit on these two
+        // routes; the handlers enforce http.upload_limit_bytes and keep JSON bodies at the JSON limit.
+        .route(
+            "/resources",
+            get(routes::resources::list)
+                .post(routes::resources::create)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/resources/{key}",
+            get(routes::resources::get)
+                .post(routes::resources::upload_screenshot)
+                .delete(routes::resources::delete)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/resources/{key}/screenshot",
+            get(routes::resources::screenshot),
+        )
+        .route(
+            "/processing-requests/{id}",
+            get(routes::resources::processing_request),
+        )
+        .route("/feed", get(routes::resources::feed))
         .route("/admin/queues", get(admin::queues))
         .route("/admin/jobs/{id}/retry", post(admin::retry))
         .route("/admin/jobs/{id}", delete(admin::discard))

@@ -11,4 +11,6 @@ pub struct AppState {
     pub db: Db,
     pub queue: Queue,
     pub keys: Arc<Keys>,
+    /// Signs and checks links that act without a login (unsubscribe).
+    pub signing_key: Arc<Vec<u8>>,
 }

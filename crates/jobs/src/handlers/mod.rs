@@ -1,8 +1,13 @@
 //! The jobs Pulseboard runs. Each is a payload type plus a plain async function of it.
 
+mod digest;
+mod import;
 mod maintenance;
+mod send;
 mod welcome;
 
+pub use digest::{day_bounds, report_day, sweep as digest_sweep, DigestEmail, DigestSweep};
+pub use import::{ImportLimits, ImportResources};
 pub use maintenance::{Cleanup, Noop};
 pub use welcome::WelcomeEmail;
 
@@ -25,6 +30,9 @@ pub fn dispatch<'a>(ctx: &'a Context, kind: &str, payload: &'a str, attempt: i64
         WelcomeEmail::KIND => run(payload, move |j| welcome::handle(ctx, j)),
         Cleanup::KIND => run(payload, move |j| maintenance::handle(ctx, j)),
         Noop::KIND => run(payload, move |j| maintenance::noop(j, attempt)),
+        ImportResources::KIND => run(payload, move |j| import::handle(ctx, j)),
+        DigestSweep::KIND => run(payload, move |j| digest::handle_sweep(ctx, j)),
+        DigestEmail::KIND => run(payload, move |j| digest::handle(ctx, j)),
         other => {
             let msg = format!("no handler for job kind {other:?}");
             Box::pin(async move { Err(JobError::Fatal(msg)) })

@@ -1,5 +1,6 @@
+use super::send::send_once;
 use crate::{Context, Job, JobError};
-use pulseboard_mail::{html_escape, MailError, Message};
+use pulseboard_mail::{templates, Message};
 use pulseboard_storage::users;
 use serde::{Deserialize, Serialize};
 
@@ -23,28 +24,24 @@ pub async fn handle(ctx: &Context, job: WelcomeEmail) -> Result<(), JobError> {
         // The account was deleted before we got to it: nothing to send.
         return Ok(());
     };
-    let link = ctx.public_url.trim_end_matches('/');
+    let app_url = format!("{}/", ctx.public_url.trim_end_matches('/'));
+    let (text, html) = templates::render(
+        "welcome",
+        &user.locale,
+        serde_json::json!({ "email": user.email.as_str(), "app_url": app_url }),
+    )
+    .map_err(JobError::Fatal)?;
+    let subject = match templates::language(&user.locale) {
+        "ru" => "Добро пожаловать в Pulseboard",
+        _ => "Welcome to Pulseboard",
+    };
     let msg = Message {
         to: user.email.to_string(),
-        subject: "Welcome to Pulseboard".into(),
-        text: format!(
-            "Hello {email},\n\nyour Pulseboard account is ready. Add your first task at {link}/\n\n\
-             Every night at midnight we send you a short digest of what you completed and what is \
-             left; you can turn it off in your settings.\n\n— Pulseboard\n",
-            email = user.email
-        ),
-        html: format!(
-            "<p>Hello {email},</p><p>your Pulseboard account is ready. \
-             <a href=\"{link}/\">Add your first task</a>.</p>\
-             <p>Every night at midnight we send you a short digest of what you completed and what \
-             is left; you can turn it off in your settings.</p><p>— Pulseboard</p>",
-            email = html_escape(user.email.as_str()),
-            link = html_escape(link)
-        ),
+        subject: subject.into(),
+        text,
+        html,
         message_id: format!("<welcome-{}@pulseboard>", user.id),
+        headers: vec![],
     };
-    ctx.mailer.send(&msg).await.map_err(|e| match e {
-        MailError::Transient(m) => JobError::Retry(m),
-        MailError::Permanent(m) => JobError::Fatal(m),
-    })
+    send_once(ctx, &format!("welcome:{}", user.id), &msg).await
 }

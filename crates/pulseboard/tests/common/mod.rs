@@ -5,6 +5,8 @@
 //! the test fails). If PostgreSQL was asked for and cannot be reached, tests fail loudly.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use figment::providers::{Format, Yaml};
 use figment::Figment;
 use pulseboard::{App, Running};

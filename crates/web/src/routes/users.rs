@@ -121,3 +121,46 @@ pub async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<J
         .ok_or_else(ApiError::not_logged_in)?;
     Ok(Json(u.into()))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    time_zone: Option<String>,
+    locale: Option<String>,
+    digest_enabled: Option<bool>,
+    alerts_enabled: Option<bool>,
+}
+
+/// `PATCH /user`: the user's own settings (time zone of the digest, language, digest and alerts).
+pub async fn update_settings(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Input(body): Input<SettingsPatch>,
+) -> ApiResult<Json<UserView>> {
+    if let Some(tz) = &body.time_zone {
+        if tz.parse::<chrono_tz::Tz>().is_err() {
+            return Err(pulseboard_domain::FieldError::new(
+                "time_zone",
+                format!("Unknown time zone {tz:?}: use an IANA name such as UTC or Europe/Moscow"),
+            )
+            .into());
+        }
+    }
+    if let Some(locale) = &body.locale {
+        if !["en", "ru"].contains(&locale.as_str()) {
+            return Err(
+                pulseboard_domain::FieldError::new("locale", "Language must be en or ru").into(),
+            );
+        }
+    }
+    let settings = users::Settings {
+        time_zone: body.time_zone,
+        locale: body.locale,
+        digest_enabled: body.digest_enabled,
+        alerts_enabled: body.alerts_enabled,
+    };
+    let u = users::update_settings(state.db.pool(), user.id, settings, Timestamp::now())
+        .await?
+        .ok_or_else(ApiError::not_logged_in)?;
+    Ok(Json(u.into()))
+}

@@ -1,0 +1,388 @@
+//! Mail over a real SMTP server on 127.0.0.1: the welcome mail, retries on 4xx, dead letters on
+//! 5xx, the digest's content in each case, once per day, time zones, and unsubscribing.
+
+mod common;
+
+use common::smtp::SmtpServer;
+use common::{eventually, Options, TestApp};
+use pulseboard_jobs::handlers::digest_sweep;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn app_with_smtp(smtp: &SmtpServer, worker: bool) -> TestApp {
+    let url = smtp.url();
+    TestApp::spawn_with(
+        Options {
+            worker,
+            scheduler: false,
+        },
+        move |c| {
+            c.mail.smtp_url = url;
+            c.jobs.max_attempts = 3;
+        },
+    )
+    .await
+}
+
+fn header<'a>(data: &'a str, name: &str) -> Option<&'a str> {
+    data.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+#[tokio::test]
+async fn the_welcome_mail_arrives_over_smtp_with_both_parts() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_smtp(&smtp, true).await;
+    app.register(&app.client, "new@example.com").await;
+    let mails = eventually(10, || async {
+        let m = smtp.received();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(mails[0].to, vec!["new@example.com".to_owned()]);
+    let data = &mails[0].data;
+    assert_eq!(header(data, "Subject"), Some("Welcome to Pulseboard"));
+    assert!(
+        header(data, "Message-ID").unwrap().contains("welcome-"),
+        "{data}"
+    );
+    assert!(header(data, "Date").is_some());
+    assert!(
+        data.contains("text/plain") && data.contains("text/html"),
+        "{data}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_451_is_retried_and_the_mail_arrives_once() {
+    let smtp = SmtpServer::start().await;
+    smtp.reply_next(&[451]);
+    let app = app_with_smtp(&smtp, true).await;
+    app.register(&app.client, "retry@example.com").await;
+    eventually(15, || async { (smtp.received().len() == 1).then_some(()) }).await;
+    let (status, attempts): (String, i64) = eventually(10, || async {
+        let row: (String, i64) =
+            sqlx::query_as("SELECT status, attempts FROM jobs WHERE kind = 'welcome_email'")
+                .fetch_one(app.app.db.pool())
+                .await
+                .unwrap();
+        (row.0 == "done").then_some(row)
+    })
+    .await;
+    assert_eq!((status.as_str(), attempts), ("done", 2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 1, "sent exactly once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_550_dead_letters_the_mail_with_the_servers_reply() {
+    let smtp = SmtpServer::start().await;
+    smtp.reply_next(&[550]);
+    let app = app_with_smtp(&smtp, true).await;
+    app.register(&app.client, "reject@example.com").await;
+    let (attempts, error): (i64, String) = eventually(10, || async {
+        let row: (String, i64, Option<String>) = sqlx::query_as(
+            "SELECT status, attempts, last_error FROM jobs WHERE kind = 'welcome_email'",
+        )
+        .fetch_one(app.app.db.pool())
+        .await
+        .unwrap();
+        (row.0 == "dead").then(|| (row.1, row.2.unwrap_or_default()))
+    })
+    .await;
+    assert_eq!(attempts, 1, "permanent errors are not retried");
+    assert!(
+        error.contains("550") && error.contains("rejected by test server"),
+        "{error}"
+    );
+    assert!(smtp.received().is_empty());
+    app.stop().await;
+}
+
+async fn user_with_tasks(
+    app: &TestApp,
+    email: &str,
+    undone: usize,
+    done: usize,
+) -> reqwest::Client {
+    let c = app.new_client();
+    app.register(&c, email).await;
+    for i in 0..undone + done {
+        let t: Value = c
+            .post(app.url("/tasks"))
+            .json(&json!({"title": format!("{email} task {i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if i >= undone {
+            c.patch(app.url(&format!("/tasks/{}", t["id"])))
+                .json(&json!({"done": true}))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    c
+}
+
+fn mail_to<'a>(mails: &'a [common::smtp::Received], to: &str) -> Vec<&'a common::smtp::Received> {
+    mails
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_digest_says_the_right_thing_in_each_case_once_per_day() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_smtp(&smtp, true).await;
+    user_with_tasks(&app, "undone@example.com", 7, 0).await;
+    user_with_tasks(&app, "done@example.com", 0, 2).await;
+    user_with_tasks(&app, "both@example.com", 1, 3).await;
+    user_with_tasks(&app, "idle@example.com", 0, 0).await;
+    eventually(10, || async { (smtp.received().len() == 4).then_some(()) }).await; // welcome mails
+    let ctx = app.app.job_context();
+    // Tomorrow, just after midnight UTC: today's tasks are the report.
+    let tomorrow = pulseboard_domain::Timestamp::now() + 86_400_000;
+    let (a, b) = tokio::join!(digest_sweep(&ctx, tomorrow), digest_sweep(&ctx, tomorrow));
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        4,
+        "one digest job per user, however many sweeps"
+    );
+    assert_eq!(digest_sweep(&ctx, tomorrow).await.unwrap(), 0);
+    eventually(15, || async {
+        let n: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'digest_email' AND status = 'done'",
+        )
+        .fetch_one(app.app.db.pool())
+        .await
+        .unwrap();
+        (n.0 == 4).then_some(())
+    })
+    .await;
+    let mails = smtp.received();
+    let digests: Vec<_> = mails
+        .iter()
+        .filter(|m| !m.data.contains("Subject: Welcome"))
+        .collect();
+    assert_eq!(
+        digests.len(),
+        3,
+        "no mail for the user with nothing to report"
+    );
+
+    let undone = mail_to(&mails, "undone@example.com");
+    let d = &undone.last().unwrap().data;
+    assert_eq!(header(d, "Subject"), Some("You have 7 undone tasks"));
+    assert!(
+        d.contains("undone@example.com task 4") && !d.contains("undone@example.com task 5"),
+        "at most 5 titles"
+    );
+    assert!(d.contains("and 2 more"));
+    assert!(header(d, "List-Unsubscribe")
+        .unwrap()
+        .contains("/unsubscribe?u="));
+
+    let done = &mail_to(&mails, "done@example.com").last().unwrap().data;
+    assert_eq!(header(done, "Subject"), Some("Today you completed 2 tasks"));
+    assert!(done.contains("done@example.com task 0") && done.contains("done@example.com task 1"));
+    assert!(!done.contains("undone"));
+
+    let both = &mail_to(&mails, "both@example.com").last().unwrap().data;
+    assert!(
+        both.contains("Today you completed 3 tasks") && both.contains("You have 1 undone task"),
+        "{both}"
+    );
+    assert_eq!(
+        mail_to(&mails, "both@example.com").len(),
+        2,
+        "welcome + one digest"
+    );
+    app.stop().await;
+}
+
+fn at(rfc3339: &str) -> i64 {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+        * 1000
+}
+
+async fn digest_keys(app: &TestApp) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT idempotency_key FROM jobs WHERE kind = 'digest_email' ORDER BY idempotency_key",
+    )
+    .fetch_all(app.app.db.pool())
+    .await
+    .unwrap();
+    rows.into_iter().map(|(k,)| k).collect()
+}
+
+#[tokio::test]
+async fn a_user_in_utc_plus_3_gets_the_digest_at_21_utc() {
+    let app = TestApp::spawn().await;
+    let moscow = user_with_tasks(&app, "msk@example.com", 1, 0).await;
+    let r = moscow
+        .patch(app.url("/user"))
+        .json(&json!({"time_zone": "Europe/Moscow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let msk_id: Value = r.json().await.unwrap();
+    let utc = user_with_tasks(&app, "utc@example.com", 1, 0).await;
+    let utc_id: Value = utc
+        .get(app.url("/user"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ctx = app.app.job_context();
+    digest_sweep(&ctx, at("2030-01-10T20:59:00Z"))
+        .await
+        .unwrap();
+    let (m, u) = (
+        msk_id["id"].as_i64().unwrap(),
+        utc_id["id"].as_i64().unwrap(),
+    );
+    assert_eq!(
+        digest_keys(&app).await,
+        vec![
+            format!("digest:{m}:2030-01-09"),
+            format!("digest:{u}:2030-01-09")
+        ]
+    );
+    assert_eq!(
+        digest_sweep(&ctx, at("2030-01-10T20:59:59Z"))
+            .await
+            .unwrap(),
+        0,
+        "not yet midnight in Moscow"
+    );
+    assert_eq!(
+        digest_sweep(&ctx, at("2030-01-10T21:00:30Z"))
+            .await
+            .unwrap(),
+        1,
+        "midnight in Moscow"
+    );
+    assert!(digest_keys(&app)
+        .await
+        .contains(&format!("digest:{m}:2030-01-10")));
+    assert_eq!(
+        digest_sweep(&ctx, at("2030-01-10T23:59:59Z"))
+            .await
+            .unwrap(),
+        0,
+        "not yet midnight in UTC"
+    );
+    assert_eq!(
+        digest_sweep(&ctx, at("2030-01-11T00:00:01Z"))
+            .await
+            .unwrap(),
+        1,
+        "midnight in UTC"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn settings_validate_and_turning_the_digest_off_is_respected() {
+    let app = TestApp::spawn().await;
+    let c = user_with_tasks(&app, "quiet@example.com", 2, 0).await;
+    for (body, field) in [
+        (json!({"time_zone": "Mars/Base"}), "time_zone"),
+        (json!({"locale": "fr"}), "locale"),
+    ] {
+        let r = c.patch(app.url("/user")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["details"][field].is_string(), "{e}");
+    }
+    assert_eq!(
+        c.patch(app.url("/user"))
+            .json(&json!({"email": "x@y.z"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let me: Value = c
+        .patch(app.url("/user"))
+        .json(&json!({"digest_enabled": false, "locale": "ru"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["digest_enabled"], false);
+    assert_eq!(me["locale"], "ru");
+    let ctx = app.app.job_context();
+    assert_eq!(
+        digest_sweep(&ctx, pulseboard_domain::Timestamp::now() + 86_400_000)
+            .await
+            .unwrap(),
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_unsubscribe_link_works_without_login_and_only_when_signed() {
+    let app = TestApp::spawn_with_worker().await;
+    let c = user_with_tasks(&app, "unsub@example.com", 1, 0).await;
+    let me: Value = c
+        .get(app.url("/user"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = me["id"].as_i64().unwrap();
+    let link = pulseboard_mail::unsubscribe::link(&app.base, &app.app.signing_key, id);
+    let guest = app.new_client();
+    let page = guest.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text().await.unwrap().contains("<form method=\"post\""),
+        "GET only asks; scanners must not unsubscribe"
+    );
+    let me: Value = c
+        .get(app.url("/user"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["digest_enabled"], true);
+    let done = guest.post(&link).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let me: Value = c
+        .get(app.url("/user"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["digest_enabled"], false);
+    let forged = app.url(&format!("/unsubscribe?u={}&t={}", id + 1, "00".repeat(32)));
+    assert_eq!(
+        guest.post(&forged).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}

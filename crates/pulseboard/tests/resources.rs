@@ -1,0 +1,886 @@
+//! Watch: the resource catalogue, its pagination and filters, isolation between users, the feed,
+//! ZIP imports (counts and defences) and screenshots.
+
+mod common;
+
+use common::{eventually, TestApp};
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::Write;
+use zip::write::SimpleFileOptions;
+use zip::CompressionMethod;
+
+async fn add(app: &TestApp, c: &reqwest::Client, url: &str) -> Value {
+    let r = c
+        .post(app.url("/resources"))
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
+    r.json().await.unwrap()
+}
+
+async fn get_json(c: &reqwest::Client, url: String) -> (StatusCode, Value) {
+    let r = c.get(url).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A ZIP built in memory from (name, bytes) entries, deflated.
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        if name.ends_with('/') {
+            w.add_directory(*name, opts).unwrap();
+        } else {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn upload_form(bytes: Vec<u8>, file_name: &str) -> Form {
+    Form::new().part(
+        "file",
+        Part::bytes(bytes)
+            .file_name(file_name.to_owned())
+            .mime_str("application/zip")
+            .unwrap(),
+    )
+}
+
+/// Uploads an archive; returns the request id (202 expected).
+async fn import(app: &TestApp, c: &reqwest::Client, bytes: Vec<u8>) -> String {
+    let r = c
+        .post(app.url("/resources"))
+        .multipart(upload_form(bytes, "urls.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/processing-requests/{id}"));
+    id
+}
+
+/// Polls the request until it is finished.
+async fn finished(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
+    eventually(60, || async {
+        let (status, v) = get_json(c, app.url(&format!("/processing-requests/{id}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        matches!(v["status"].as_str(), Some("succeeded" | "failed")).then_some(v)
+    })
+    .await
+}
+
+async fn import_failure(app: &TestApp, c: &reqwest::Client, bytes: Vec<u8>) -> String {
+    let id = import(app, c, bytes).await;
+    let v = finished(app, c, &id).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["created"], 0, "{v}");
+    v["failure"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn guests_get_401() {
+    let app = TestApp::spawn().await;
+    for path in ["/resources", "/feed", "/resources/1"] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let r = app
+        .client
+        .post(app.url("/resources"))
+        .json(&json!({"url": "https://vk.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn seed_examples() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "watch@example.com").await;
+
+    // POST /resources {"url": "https://vk.com"}
+    let r = add(&app, c, "https://vk.com").await;
+    assert!(r["id"].as_i64().unwrap() > 0);
+    assert_eq!(r["uuid"].as_str().unwrap().len(), 36);
+    assert_eq!(r["full_url"], "https://vk.com/");
+    assert_eq!(r["protocol"], "https");
+    assert_eq!(r["domain"], "vk.com");
+    assert_eq!(r["domain_zone"], "com");
+    assert_eq!(r["url_path"], "/");
+    assert_eq!(r["query_params"], json!({}));
+    assert!(r["status_code"].is_null() && r["is_available"].is_null());
+    assert_eq!(r["unavailable_count"], 0);
+
+    let r = add(&app, c, "https://example.org/search?q=rust&page=2").await;
+    assert_eq!(r["domain_zone"], "org");
+    assert_eq!(r["url_path"], "/search");
+    assert_eq!(r["query_params"], json!({"q": "rust", "page": "2"}));
+    let org_id = r["id"].as_i64().unwrap();
+
+    // The seed's example query, also under /api.
+    for prefix in ["", "/api"] {
+        let (status, v) = get_json(
+            c,
+            app.url(&format!(
+                "{prefix}/resources?availability=true&id={org_id}&domain_zone=org&page=1&per_page=2"
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // Not checked yet: neither available nor unavailable.
+        assert_eq!(v["items"], json!([]));
+        assert_eq!(
+            v["meta"],
+            json!({"page": 1, "per_page": 2, "total_pages": 0, "total_items": 0})
+        );
+        assert_eq!(
+            v["links"]["self"],
+            format!("{prefix}/resources?availability=true&id={org_id}&domain_zone=org&page=1&per_page=2")
+        );
+    }
+    let (_, v) = get_json(
+        c,
+        app.url(&format!(
+            "/resources?id={org_id}&domain_zone=org&page=1&per_page=2"
+        )),
+    )
+    .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["items"][0]["full_url"],
+        "https://example.org/search?q=rust&page=2"
+    );
+
+    // Form bodies work too; an IDN host is stored in punycode.
+    let r = c
+        .post(app.url("/api/resources/"))
+        .form(&[("url", "https://пример.рф/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["domain"], "xn--e1afmkfd.xn--p1ai");
+    assert_eq!(v["domain_zone"], "xn--p1ai");
+    let (_, v) = get_json(c, app.url("/resources?domain_zone=рф")).await;
+    assert_eq!(v["meta"]["total_items"], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_422_and_duplicates_409() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "dups@example.com").await;
+    add(&app, c, "https://vk.com").await;
+
+    // The same address however it is spelled.
+    for same in [
+        "https://vk.com",
+        "HTTPS://VK.COM/",
+        "https://vk.com:443/#top",
+    ] {
+        let r = c
+            .post(app.url("/resources"))
+            .json(&json!({ "url": same }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{same}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "conflict");
+    }
+    for bad in [
+        "",
+        "vk.com",
+        "ftp://vk.com/",
+        "javascript:alert(1)",
+        "http://",
+        "https:///nohost",
+        "http://exa mple.com",
+        "http://user:secret@vk.com/",
+    ] {
+        let r = c
+            .post(app.url("/resources"))
+            .json(&json!({ "url": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["details"]["url"].is_string(), "{bad:?}: {v}");
+    }
+    // Wrong shapes of body.
+    let r = c
+        .post(app.url("/resources"))
+        .json(&json!({ "url": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = c
+        .post(app.url("/resources"))
+        .json(&json!({ "link": "https://a.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = c
+        .post(app.url("/resources"))
+        .header("content-type", "text/plain")
+        .body("https://a.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // The upload limit of this route does not lift the JSON limit.
+    let r = c
+        .post(app.url("/resources"))
+        .json(&json!({ "url": format!("https://a.com/{}", "x".repeat(70_000)) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pagination_links_on_first_middle_and_last_pages() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "pages@example.com").await;
+    for i in 0..25 {
+        add(&app, c, &format!("https://site{i}.example.com/")).await;
+    }
+    add(&app, c, "https://other.org/").await;
+
+    let page = |n: i64| {
+        app.url(&format!(
+            "/resources?domain_zone=com&sort=ignored&page={n}&per_page=10"
+        ))
+    };
+    let link = |n: i64| format!("/resources?domain_zone=com&sort=ignored&page={n}&per_page=10");
+
+    let (status, v) = get_json(c, page(1)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v["meta"],
+        json!({"page": 1, "per_page": 10, "total_pages": 3, "total_items": 25})
+    );
+    assert_eq!(v["items"].as_array().unwrap().len(), 10);
+    assert_eq!(v["items"][0]["full_url"], "https://site0.example.com/");
+    assert_eq!(v["links"]["self"], link(1));
+    assert_eq!(v["links"]["next"], link(2));
+    assert!(v["links"]["prev"].is_null());
+
+    let (_, v) = get_json(c, page(2)).await;
+    assert_eq!(v["items"][0]["full_url"], "https://site10.example.com/");
+    assert_eq!(v["links"]["prev"], link(1));
+    assert_eq!(v["links"]["next"], link(3));
+
+    let (_, v) = get_json(c, page(3)).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 5);
+    assert_eq!(v["links"]["prev"], link(2));
+    assert!(v["links"]["next"].is_null());
+
+    // Past the end: empty, and "prev" leads back to the last page.
+    let (_, v) = get_json(c, page(7)).await;
+    assert_eq!(v["items"], json!([]));
+    assert_eq!(v["links"]["prev"], link(3));
+    assert!(v["links"]["next"].is_null());
+
+    // Defaults: page 1, 10 per page, links carry them.
+    let (_, v) = get_json(c, app.url("/resources")).await;
+    assert_eq!(v["meta"]["per_page"], 10);
+    assert_eq!(v["meta"]["total_items"], 26);
+    assert_eq!(v["links"]["next"], "/resources?page=2&per_page=10");
+    let (_, v) = get_json(c, app.url("/api/resources?per_page=100")).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 26);
+    assert_eq!(v["links"]["self"], "/api/resources?page=1&per_page=100");
+
+    for (query, param) in [
+        ("page=0", "page"),
+        ("page=-1", "page"),
+        ("page=abc", "page"),
+        ("per_page=0", "per_page"),
+        ("per_page=101", "per_page"),
+        ("per_page=1.5", "per_page"),
+    ] {
+        let (status, v) = get_json(c, app.url(&format!("/resources?{query}"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert!(v["details"][param].is_string(), "{query}: {v}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn filters_combine() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "filters@example.com").await;
+    let a = add(&app, c, "https://a.org/").await;
+    let b = add(&app, c, "https://b.org/").await;
+    let d = add(&app, c, "https://d.com/").await;
+    let e = add(&app, c, "https://news.bbc.co.uk/").await;
+    assert_eq!(e["domain_zone"], "co.uk");
+
+    // Pretend a monitoring round ran: a.org and d.com up, b.org down.
+    for (r, up) in [(&a, true), (&b, false), (&d, true)] {
+        sqlx::query(
+            "UPDATE resources SET last_is_available = $1, last_status_code = $2, \
+             last_checked_at = $3, last_response_time_ms = 42 WHERE id = $4",
+        )
+        .bind(up)
+        .bind(if up { 200i64 } else { 503 })
+        .bind(1_700_000_000_000i64)
+        .bind(r["id"].as_i64().unwrap())
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    }
+    let urls = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["full_url"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, v) = get_json(c, app.url("/resources?availability=true")).await;
+    assert_eq!(urls(&v), ["https://a.org/", "https://d.com/"]);
+    assert_eq!(v["items"][0]["status_code"], 200);
+    assert_eq!(v["items"][0]["is_available"], true);
+    assert_eq!(v["items"][0]["response_time_ms"], 42);
+    assert_eq!(v["items"][0]["checked_at"], "2023-11-14T22:13:20Z");
+    let (_, v) = get_json(c, app.url("/resources?availability=false")).await;
+    assert_eq!(urls(&v), ["https://b.org/"]);
+    assert_eq!(v["items"][0]["status_code"], 503);
+    let (_, v) = get_json(c, app.url("/resources?availability=true&domain_zone=org")).await;
+    assert_eq!(urls(&v), ["https://a.org/"]);
+    let (_, v) = get_json(c, app.url("/resources?domain_zone=ORG")).await;
+    assert_eq!(urls(&v), ["https://a.org/", "https://b.org/"]);
+    let (_, v) = get_json(c, app.url("/resources?domain_zone=co.uk")).await;
+    assert_eq!(urls(&v), ["https://news.bbc.co.uk/"]);
+    let (_, v) = get_json(
+        c,
+        app.url(&format!("/resources?domain_zone=org&id={}", b["id"])),
+    )
+    .await;
+    assert_eq!(urls(&v), ["https://b.org/"]);
+    let (_, v) = get_json(
+        c,
+        app.url(&format!("/resources?domain_zone=com&id={}", b["id"])),
+    )
+    .await;
+    assert_eq!(urls(&v), Vec::<String>::new());
+    let (_, v) = get_json(
+        c,
+        app.url(&format!(
+            "/resources?uuid={}&availability=true",
+            d["uuid"].as_str().unwrap().to_uppercase()
+        )),
+    )
+    .await;
+    assert_eq!(urls(&v), ["https://d.com/"]);
+    // Empty values are no filter.
+    let (_, v) = get_json(c, app.url("/resources?availability=&domain_zone=")).await;
+    assert_eq!(v["meta"]["total_items"], 4);
+
+    for (query, param) in [
+        ("availability=maybe", "availability"),
+        ("id=abc", "id"),
+        ("id=0", "id"),
+        ("uuid=not-a-uuid", "uuid"),
+        ("domain_zone=a%20b", "domain_zone"),
+    ] {
+        let (status, v) = get_json(c, app.url(&format!("/resources?{query}"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert!(v["details"][param].is_string(), "{query}: {v}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_users_resource_is_404() {
+    let app = TestApp::spawn().await;
+    let alice = &app.client;
+    app.register(alice, "alice@example.com").await;
+    let r = add(&app, alice, "https://alice.example.com/").await;
+    let (id, uuid) = (r["id"].as_i64().unwrap(), r["uuid"].as_str().unwrap());
+
+    let bob = app.new_client();
+    app.register(&bob, "bob@example.com").await;
+    for key in [id.to_string(), uuid.to_owned()] {
+        let (status, _) = get_json(&bob, app.url(&format!("/resources/{key}"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let r = bob
+            .delete(app.url(&format!("/resources/{key}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let (_, v) = get_json(&bob, app.url(&format!("/resources?id={id}"))).await;
+    assert_eq!(v["meta"]["total_items"], 0);
+    let (_, v) = get_json(&bob, app.url("/feed")).await;
+    assert_eq!(v["meta"]["total_items"], 0);
+    // Bob may watch the same address: catalogues are per user.
+    add(&app, &bob, "https://alice.example.com/").await;
+    // Alice still has hers.
+    let (status, _) = get_json(alice, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    for junk in ["0", "-1", "abc", "1e3"] {
+        let (status, _) = get_json(alice, app.url(&format!("/resources/{junk}"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{junk}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn details_delete_and_feed() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "feed@example.com").await;
+    let a = add(&app, c, "https://a.example.com/").await;
+    let b = add(&app, c, "https://b.example.com/").await;
+    let uuid_a = a["uuid"].as_str().unwrap();
+
+    let (status, v) = get_json(c, app.url(&format!("/resources/{uuid_a}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["full_url"], "https://a.example.com/");
+    assert_eq!(v["checks"], json!([]));
+    assert!(v["screenshot"].is_null());
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    assert_eq!(v["events"][0]["kind"], "resource_added");
+    // By numeric id too.
+    let (status, _) = get_json(c, app.url(&format!("/resources/{}", a["id"]))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Delete by numeric id, then by uuid.
+    let r = c
+        .delete(app.url(&format!("/resources/{}", a["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c
+        .delete(app.url(&format!("/resources/{}", a["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = c
+        .delete(app.url(&format!("/api/resources/{}", b["uuid"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, _) = get_json(c, app.url(&format!("/resources/{uuid_a}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The feed keeps the deleted URLs, newest first.
+    let (_, v) = get_json(c, app.url("/feed?per_page=3")).await;
+    assert_eq!(
+        v["meta"],
+        json!({"page": 1, "per_page": 3, "total_pages": 2, "total_items": 4})
+    );
+    let kinds: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["url"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("resource_deleted".into(), "https://b.example.com/".into()),
+            ("resource_deleted".into(), "https://a.example.com/".into()),
+            ("resource_added".into(), "https://b.example.com/".into()),
+        ]
+    );
+    assert_eq!(v["items"][1]["resource_uuid"], uuid_a);
+    assert!(v["items"][0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(v["links"]["next"], "/feed?page=2&per_page=3");
+    let (_, v) = get_json(c, app.url("/feed?page=2&per_page=3")).await;
+    assert_eq!(v["items"][0]["kind"], "resource_added");
+    assert_eq!(v["items"][0]["url"], "https://a.example.com/");
+    assert_eq!(v["links"]["prev"], "/feed?page=1&per_page=3");
+    let (status, _) = get_json(c, app.url("/feed?per_page=500")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn zip_import_reports_exact_counts() {
+    let app = TestApp::spawn_with_worker().await;
+    let c = &app.client;
+    app.register(c, "import@example.com").await;
+    // 100 URLs already in the catalogue.
+    for i in 0..100 {
+        add(&app, c, &format!("https://known{i}.example.com/")).await;
+    }
+    // 10,000 data lines: 9,300 new URLs, 500 duplicates (100 of the catalogue, 400 repeated in
+    // the file), 200 invalid (2%), plus a header, blank lines, CRLF endings and a BOM.
+    let mut csv = String::from("\u{feff}url,title\r\n");
+    let mut data = 0;
+    for i in 0..9_300 {
+        csv.push_str(&format!(
+            "https://site{i}.example.com/page?id={i},Site {i}\r\n"
+        ));
+        data += 1;
+        if i % 1000 == 0 {
+            csv.push_str("\r\n");
+        }
+    }
+    for i in 0..400 {
+        // Another spelling of an earlier line: same address once normalised.
+        csv.push_str(&format!("HTTPS://SITE{i}.example.com:443/page?id={i}\n"));
+        data += 1;
+    }
+    for i in 0..100 {
+        csv.push_str(&format!("\"https://known{i}.example.com\",already there\n"));
+        data += 1;
+    }
+    for i in 0..200 {
+        csv.push_str(&format!("not a url {i},x\n"));
+        data += 1;
+    }
+    assert_eq!(data, 10_000);
+    let id = import(&app, c, zip_of(&[("export/urls.csv", csv.as_bytes())])).await;
+    let v = finished(&app, c, &id).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(v["total"], 10_000);
+    assert_eq!(v["processed"], 10_000);
+    assert_eq!(v["created"], 9_300);
+    assert_eq!(v["duplicates"], 500);
+    assert_eq!(v["errors"]["count"], 200);
+    let errors = v["errors"]["error_urls"].as_array().unwrap();
+    assert_eq!(errors.len(), 100);
+    assert_eq!(errors[0], "not a url 0");
+    assert!(v.get("failure").is_none());
+
+    let (_, list) = get_json(c, app.url("/resources?per_page=1")).await;
+    assert_eq!(list["meta"]["total_items"], 9_400);
+    let (_, feed) = get_json(c, app.url("/feed?per_page=1")).await;
+    assert_eq!(feed["meta"]["total_items"], 9_400);
+    assert_eq!(feed["items"][0]["kind"], "resource_added");
+    // The upload is gone once processed.
+    let uploads = std::fs::read_dir(app.data_dir.join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(uploads, 0);
+
+    // Another user cannot see the request.
+    let other = app.new_client();
+    app.register(&other, "other@example.com").await;
+    let (status, _) = get_json(&other, app.url(&format!("/processing-requests/{id}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get_json(c, app.url("/processing-requests/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn zip_import_defences() {
+    let app = TestApp::spawn_with_worker().await;
+    let c = &app.client;
+    app.register(c, "defences@example.com").await;
+
+    // A small import with a folder, a README and two CSVs works (no header, LF endings).
+    let id = import(
+        &app,
+        c,
+        zip_of(&[
+            ("list/", b""),
+            ("list/README.txt", b"hello"),
+            ("list/a.csv", b"https://a.com\nhttps://b.com\n"),
+            ("list/b.CSV", b"https://b.com\nhttps://c.com"),
+            ("__MACOSX/list/._a.csv", b"\x00\x05\x16\x07junk"),
+        ]),
+    )
+    .await;
+    let v = finished(&app, c, &id).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(
+        (
+            v["total"].as_i64(),
+            v["created"].as_i64(),
+            v["duplicates"].as_i64()
+        ),
+        (Some(4), Some(3), Some(1))
+    );
+
+    // Zip bomb: 50 MiB of zeros deflate to ~50 KiB.
+    let zeros = vec![b'0'; 50 * 1024 * 1024];
+    let reason = import_failure(&app, c, zip_of(&[("bomb.csv", &zeros)])).await;
+    assert!(reason.contains("zip bomb"), "{reason}");
+    // (The total-size limit and lying headers are unit-tested in jobs::handlers::import.)
+
+    // Thousands of entries.
+    let names: Vec<String> = (0..3000).map(|i| format!("f{i}.csv")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"https://a.com\n".as_slice()))
+        .collect();
+    let reason = import_failure(&app, c, zip_of(&entries)).await;
+    assert!(reason.contains("more than 100 files"), "{reason}");
+
+    // No CSV.
+    let reason = import_failure(&app, c, zip_of(&[("urls.txt", b"https://a.com\n")])).await;
+    assert!(reason.contains("no CSV"), "{reason}");
+
+    // Nested archive, by name and by content.
+    let inner = zip_of(&[("urls.csv", b"https://a.com\n")]);
+    let reason = import_failure(&app, c, zip_of(&[("inner.zip", &inner)])).await;
+    assert!(reason.contains("Nested archives"), "{reason}");
+    let reason = import_failure(&app, c, zip_of(&[("urls.csv", &inner)])).await;
+    assert!(reason.contains("Nested archives"), "{reason}");
+
+    // Path tricks.
+    for name in ["../evil.csv", "/etc/evil.csv"] {
+        let reason = import_failure(&app, c, zip_of(&[(name, b"https://a.com\n")])).await;
+        assert!(reason.contains("unsafe file name"), "{name}: {reason}");
+    }
+
+    // Truncated upload: starts like a ZIP, ends early.
+    let mut whole = zip_of(&[(
+        "urls.csv",
+        b"https://a.com\nhttps://b.com\n".repeat(50).as_slice(),
+    )]);
+    whole.truncate(whole.len() / 2);
+    let reason = import_failure(&app, c, whole).await;
+    assert!(reason.contains("not a valid ZIP archive"), "{reason}");
+
+    // Not a ZIP at all: refused at upload, nothing queued.
+    let r = c
+        .post(app.url("/resources"))
+        .multipart(upload_form(b"https://a.com\n".to_vec(), "urls.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["details"]["file"].is_string(), "{v}");
+    // No `file` field.
+    let r = c
+        .post(app.url("/resources"))
+        .multipart(Form::new().text("other", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Only the first small import created anything.
+    let (_, list) = get_json(c, app.url("/resources")).await;
+    assert_eq!(list["meta"]["total_items"], 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_413() {
+    let app = TestApp::spawn_with(
+        common::Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| c.http.upload_limit_bytes = 256 * 1024,
+    )
+    .await;
+    let c = &app.client;
+    app.register(c, "limit@example.com").await;
+    let mut big = b"PK\x03\x04".to_vec();
+    big.resize(300 * 1024, b'x');
+    let r = c
+        .post(app.url("/resources"))
+        .multipart(upload_form(big.clone(), "big.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a Content-Length (streamed), the limit holds while reading.
+    let stream = futures_stream(big);
+    let r = c
+        .post(app.url("/resources"))
+        .multipart(Form::new().part(
+            "file",
+            Part::stream(reqwest::Body::wrap_stream(stream)).file_name("big.zip"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let left: Vec<_> = std::fs::read_dir(app.data_dir.join("uploads"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "partial uploads are removed");
+    // Screenshots are bounded by the same limit.
+    let r = add(&app, c, "https://big.example.com/").await;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(300 * 1024, 0);
+    let r = c
+        .post(app.url(&format!("/resources/{}", r["uuid"].as_str().unwrap())))
+        .multipart(Form::new().part("file", Part::bytes(png).file_name("big.png")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    app.stop().await;
+}
+
+/// A body in 16 KiB chunks, without a known length.
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(16 * 1024).map(|c| Ok(c.to_vec())).collect();
+    futures_util::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn screenshots() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "shots@example.com").await;
+    let r = add(&app, c, "https://shots.example.com/").await;
+    let uuid = r["uuid"].as_str().unwrap().to_owned();
+
+    let png = {
+        let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+        b.extend_from_slice(&[0u8; 64]);
+        b
+    };
+    let image = |bytes: Vec<u8>, name: &str| {
+        Form::new().part(
+            "file",
+            Part::bytes(bytes)
+                .file_name(name.to_owned())
+                .mime_str("image/png")
+                .unwrap(),
+        )
+    };
+    // A text file named .png is refused, whatever it claims.
+    let r = c
+        .post(app.url(&format!("/resources/{uuid}")))
+        .multipart(image(b"<svg onload=alert(1)>".to_vec(), "shot.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = get_json(c, app.url(&format!("/resources/{uuid}/screenshot"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let r = c
+        .post(app.url(&format!("/resources/{uuid}")))
+        .multipart(image(png.clone(), "shot.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["content_type"], "image/png");
+    assert_eq!(v["url"], format!("/resources/{uuid}/screenshot"));
+
+    let r = c
+        .get(app.url(&format!("/resources/{uuid}/screenshot")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), png.as_slice());
+
+    // A JPEG replaces it; the old blob is removed.
+    let jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec();
+    let r = c
+        .post(app.url(&format!(
+            "/resources/{}",
+            r_id(&r_value(&app, c, &uuid).await)
+        )))
+        .multipart(image(jpeg.clone(), "shot.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, v) = get_json(c, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(v["screenshot"]["content_type"], "image/jpeg");
+    assert_eq!(v["events"][0]["kind"], "photo_added");
+    let blobs = std::fs::read_dir(app.data_dir.join("blobs"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 1);
+
+    // Another user sees nothing.
+    let other = app.new_client();
+    app.register(&other, "nosy@example.com").await;
+    let (status, _) = get_json(&other, app.url(&format!("/resources/{uuid}/screenshot"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let r = other
+        .post(app.url(&format!("/resources/{uuid}")))
+        .multipart(image(png.clone(), "shot.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Deleting the resource removes the image.
+    let r = c
+        .delete(app.url(&format!("/resources/{uuid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let blobs = std::fs::read_dir(app.data_dir.join("blobs"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0);
+    app.stop().await;
+}
+
+async fn r_value(app: &TestApp, c: &reqwest::Client, uuid: &str) -> Value {
+    get_json(c, app.url(&format!("/resources/{uuid}"))).await.1
+}
+
+fn r_id(v: &Value) -> i64 {
+    v["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn watch_routes_are_documented() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = get_json(&app.client, app.url("/openapi.json")).await;
+    for (path, method) in [
+        ("/resources", "get"),
+        ("/resources", "post"),
+        ("/resources/{key}", "get"),
+        ("/resources/{key}", "post"),
+        ("/resources/{key}", "delete"),
+        ("/resources/{key}/screenshot", "get"),
+        ("/processing-requests/{id}", "get"),
+        ("/feed", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from openapi.json"
+        );
+    }
+    app.stop().await;
+}

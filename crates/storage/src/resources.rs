@@ -1,0 +1,762 @@
+//! Watch: the resource catalogue, its news feed (events), ZIP import requests and screenshots.
+//!
+//! Every change to a resource writes its event in the same transaction, so the feed never shows
+//! an addition that rolled back or misses a deletion that happened.
+
+use crate::{Result, StorageError};
+use pulseboard_domain::{ResourceUrl, UnixMillis};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, FromRow, Row};
+use std::collections::BTreeMap;
+
+pub const RESOURCE_ADDED: &str = "resource_added";
+pub const RESOURCE_DELETED: &str = "resource_deleted";
+pub const STATUS_CHANGED: &str = "status_changed";
+pub const PHOTO_ADDED: &str = "photo_added";
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub id: i64,
+    pub uuid: String,
+    pub user_id: i64,
+    pub full_url: String,
+    pub protocol: String,
+    pub domain: String,
+    pub domain_zone: String,
+    pub url_path: String,
+    pub query_params: BTreeMap<String, String>,
+    pub unavailable_count: i64,
+    pub last_status_code: Option<i64>,
+    pub last_is_available: Option<bool>,
+    pub last_checked_at: Option<UnixMillis>,
+    pub last_response_time_ms: Option<i64>,
+    pub created_at: UnixMillis,
+}
+
+impl FromRow<'_, AnyRow> for Resource {
+    fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        let params: String = row.try_get("query_params")?;
+        let available: Option<i64> = match row.try_get::<Option<bool>, _>("last_is_available") {
+            Ok(b) => b.map(i64::from),
+            Err(_) => row.try_get("last_is_available")?,
+        };
+        Ok(Self {
+            id: row.try_get("id")?,
+            uuid: row.try_get("uuid")?,
+            user_id: row.try_get("user_id")?,
+            full_url: row.try_get("full_url")?,
+            protocol: row.try_get("protocol")?,
+            domain: row.try_get("domain")?,
+            domain_zone: row.try_get("domain_zone")?,
+            url_path: row.try_get("url_path")?,
+            query_params: serde_json::from_str(&params).unwrap_or_default(),
+            unavailable_count: row.try_get("unavailable_count")?,
+            last_status_code: row.try_get("last_status_code")?,
+            last_is_available: available.map(|v| v != 0),
+            last_checked_at: row.try_get("last_checked_at")?,
+            last_response_time_ms: row.try_get("last_response_time_ms")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, uuid, user_id, full_url, protocol, domain, domain_zone, url_path, \
+                       query_params, unavailable_count, last_status_code, last_is_available, \
+                       last_checked_at, last_response_time_ms, created_at";
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i64,
+    pub user_id: i64,
+    pub resource_uuid: String,
+    pub url: String,
+    pub kind: String,
+    pub created_at: UnixMillis,
+    pub details: Value,
+}
+
+impl FromRow<'_, AnyRow> for Event {
+    fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        let details: String = row.try_get("details")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            resource_uuid: row.try_get("resource_uuid")?,
+            url: row.try_get("url")?,
+            kind: row.try_get("kind")?,
+            created_at: row.try_get("created_at")?,
+            details: serde_json::from_str(&details).unwrap_or(Value::Null),
+        })
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, user_id, resource_uuid, url, kind, created_at, details";
+
+/// A resource named in a path: by its numeric id or by its uuid.
+#[derive(Debug, Clone)]
+pub enum ResourceKey {
+    Id(i64),
+    Uuid(String),
+}
+
+impl ResourceKey {
+    /// Numeric ids and canonical (lower-case, hyphenated) uuids; None for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if let Ok(id) = raw.parse::<i64>() {
+            return (id > 0).then_some(ResourceKey::Id(id));
+        }
+        uuid::Uuid::parse_str(raw)
+            .ok()
+            .map(|u| ResourceKey::Uuid(u.hyphenated().to_string()))
+    }
+
+    fn clause(&self) -> (&'static str, Bind) {
+        match self {
+            ResourceKey::Id(id) => ("id", Bind::I64(*id)),
+            ResourceKey::Uuid(u) => ("uuid", Bind::Str(u.clone())),
+        }
+    }
+}
+
+/// Filters of `GET /resources`; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub available: Option<bool>,
+    pub id: Option<i64>,
+    pub uuid: Option<String>,
+    pub domain_zone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Bind {
+    I64(i64),
+    Str(String),
+    Bool(bool),
+}
+
+fn bind_all_as<'q, T>(
+    mut q: sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments<'q>>,
+    binds: &[Bind],
+) -> sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments<'q>> {
+    for b in binds {
+        q = match b {
+            Bind::I64(v) => q.bind(*v),
+            Bind::Str(v) => q.bind(v.clone()),
+            Bind::Bool(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
+/// One page of rows plus the total number of rows matching.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+fn new_uuid() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+fn params_json(url: &ResourceUrl) -> String {
+    serde_json::to_string(&url.query_params()).unwrap_or_else(|_| "{}".into())
+}
+
+/// Adds a resource to the user's catalogue with its `resource_added` event.
+/// `StorageError::Conflict` when the user already has this URL.
+pub async fn create(
+    pool: &AnyPool,
+    user_id: i64,
+    url: &ResourceUrl,
+    now: UnixMillis,
+) -> Result<Resource> {
+    let mut tx = pool.begin().await?;
+    let resource: Resource = sqlx::query_as(&format!(
+        "INSERT INTO resources (uuid, user_id, full_url, protocol, domain, domain_zone, url_path, \
+                                query_params, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    ))
+    .bind(new_uuid())
+    .bind(user_id)
+    .bind(url.full_url())
+    .bind(url.protocol())
+    .bind(url.domain())
+    .bind(url.domain_zone())
+    .bind(url.url_path())
+    .bind(params_json(url))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(StorageError::from_insert)?;
+    insert_event(
+        &mut tx,
+        user_id,
+        &resource.uuid,
+        &resource.full_url,
+        RESOURCE_ADDED,
+        &serde_json::json!({"source": "api"}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resource)
+}
+
+/// Adds many resources at once (an import batch): the ones the user already has are skipped.
+/// Returns the (uuid, full_url) of the ones created; each gets its `resource_added` event in the
+/// caller's transaction. The URLs should be distinct.
+pub async fn insert_batch(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    urls: &[ResourceUrl],
+    event_details: &Value,
+    now: UnixMillis,
+) -> Result<Vec<(String, String)>> {
+    if urls.is_empty() {
+        return Ok(vec![]);
+    }
+    const PER_ROW: usize = 9;
+    let values: Vec<String> = (0..urls.len())
+        .map(|i| {
+            let b = i * PER_ROW;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO resources (uuid, user_id, full_url, protocol, domain, domain_zone, url_path, \
+                                query_params, created_at) \
+         VALUES {} ON CONFLICT (user_id, full_url) DO NOTHING RETURNING uuid, full_url",
+        values.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+    for url in urls {
+        q = q
+            .bind(new_uuid())
+            .bind(user_id)
+            .bind(url.full_url().to_owned())
+            .bind(url.protocol().to_owned())
+            .bind(url.domain().to_owned())
+            .bind(url.domain_zone().to_owned())
+            .bind(url.url_path().to_owned())
+            .bind(params_json(url))
+            .bind(now);
+    }
+    let created = q.fetch_all(&mut *conn).await?;
+    if !created.is_empty() {
+        let details = event_details.to_string();
+        let values: Vec<String> = (0..created.len())
+            .map(|i| {
+                format!(
+                    "($1, ${}, ${}, '{RESOURCE_ADDED}', $2, $3)",
+                    i * 2 + 4,
+                    i * 2 + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (user_id, resource_uuid, url, kind, created_at, details) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(user_id).bind(now).bind(details);
+        for (uuid, url) in &created {
+            q = q.bind(uuid.clone()).bind(url.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(created)
+}
+
+fn filter_clauses(user_id: i64, f: &Filter) -> (String, Vec<Bind>) {
+    let mut clauses = vec!["user_id = $1".to_owned()];
+    let mut binds = vec![Bind::I64(user_id)];
+    let mut add = |col: &str, b: Bind| {
+        binds.push(b);
+        clauses.push(format!("{col} = ${}", binds.len()));
+    };
+    if let Some(a) = f.available {
+        add("last_is_available", Bind::Bool(a));
+    }
+    if let Some(id) = f.id {
+        add("id", Bind::I64(id));
+    }
+    if let Some(u) = &f.uuid {
+        add("uuid", Bind::Str(u.clone()));
+    }
+    if let Some(z) = &f.domain_zone {
+        add("domain_zone", Bind::Str(z.clone()));
+    }
+    (clauses.join(" AND "), binds)
+}
+
+/// One page of the user's resources matching `filter`, oldest first.
+pub async fn list(
+    pool: &AnyPool,
+    user_id: i64,
+    filter: &Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<Page<Resource>> {
+    let (wh, binds) = filter_clauses(user_id, filter);
+    let count_sql = format!("SELECT COUNT(*) FROM resources WHERE {wh}");
+    let (total,): (i64,) = bind_all_as(sqlx::query_as(&count_sql), &binds)
+        .fetch_one(pool)
+        .await?;
+    let n = binds.len();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM resources WHERE {wh} ORDER BY id LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let items = bind_all_as(sqlx::query_as(&sql), &binds)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
+    Ok(Page { items, total })
+}
+
+pub async fn get(pool: &AnyPool, user_id: i64, key: &ResourceKey) -> Result<Option<Resource>> {
+    let (col, b) = key.clause();
+    let sql = format!("SELECT {COLUMNS} FROM resources WHERE user_id = $1 AND {col} = $2");
+    Ok(bind_all_as(sqlx::query_as(&sql), &[Bind::I64(user_id), b])
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// What a deletion removed: the resource, and the blob key of its screenshot (whose bytes the
+/// caller deletes from the blob store).
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub resource: Resource,
+    pub screenshot_blob: Option<String>,
+}
+
+/// Deletes a resource and writes its `resource_deleted` event (which keeps the URL).
+/// None when the user has no such resource.
+pub async fn delete(
+    pool: &AnyPool,
+    user_id: i64,
+    key: &ResourceKey,
+    details: &Value,
+    now: UnixMillis,
+) -> Result<Option<Deleted>> {
+    let (col, b) = key.clause();
+    let mut tx = pool.begin().await?;
+    let blob: Option<(String,)> = bind_all_as(
+        sqlx::query_as(&format!(
+            "SELECT s.blob_key FROM screenshots s JOIN resources r ON r.id = s.resource_id \
+             WHERE r.user_id = $1 AND r.{col} = $2"
+        )),
+        &[Bind::I64(user_id), b.clone()],
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let sql =
+        format!("DELETE FROM resources WHERE user_id = $1 AND {col} = $2 RETURNING {COLUMNS}");
+    let gone: Option<Resource> = bind_all_as(sqlx::query_as(&sql), &[Bind::I64(user_id), b])
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(r) = &gone {
+        insert_event(
+            &mut tx,
+            user_id,
+            &r.uuid,
+            &r.full_url,
+            RESOURCE_DELETED,
+            details,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(gone.map(|resource| Deleted {
+        resource,
+        screenshot_blob: blob.map(|(k,)| k),
+    }))
+}
+
+/// Writes one event on the given connection (the transaction of the change it reports).
+pub async fn insert_event(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    resource_uuid: &str,
+    url: &str,
+    kind: &str,
+    details: &Value,
+    now: UnixMillis,
+) -> Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO events (user_id, resource_uuid, url, kind, created_at, details) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(resource_uuid)
+    .bind(url)
+    .bind(kind)
+    .bind(now)
+    .bind(details.to_string())
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
+}
+
+/// The user's events, newest first.
+pub async fn feed(pool: &AnyPool, user_id: i64, limit: i64, offset: i64) -> Result<Page<Event>> {
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(pool)
+        .await?;
+    let items = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page { items, total })
+}
+
+/// The latest events of one resource, newest first.
+pub async fn events_of(
+    pool: &AnyPool,
+    user_id: i64,
+    resource_uuid: &str,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 AND resource_uuid = $2 \
+         ORDER BY id DESC LIMIT $3"
+    ))
+    .bind(user_id)
+    .bind(resource_uuid)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import requests
+
+pub const STATUS_PENDING: &str = "pending";
+pub const STATUS_IN_PROCESS: &str = "in_process";
+pub const STATUS_SUCCEEDED: &str = "succeeded";
+pub const STATUS_FAILED: &str = "failed";
+
+#[derive(Debug, Clone)]
+pub struct ProcessingRequest {
+    pub id: String,
+    pub user_id: i64,
+    pub status: String,
+    pub total: i64,
+    pub processed: i64,
+    pub created: i64,
+    pub duplicates: i64,
+    pub error_count: i64,
+    pub error_urls: Vec<String>,
+    pub failure: Option<String>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl ProcessingRequest {
+    pub fn is_finished(&self) -> bool {
+        self.status == STATUS_SUCCEEDED || self.status == STATUS_FAILED
+    }
+}
+
+impl FromRow<'_, AnyRow> for ProcessingRequest {
+    fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        let errors: String = row.try_get("error_urls")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            status: row.try_get("status")?,
+            total: row.try_get("total")?,
+            processed: row.try_get("processed")?,
+            created: row.try_get("created")?,
+            duplicates: row.try_get("duplicates")?,
+            error_count: row.try_get("error_count")?,
+            error_urls: serde_json::from_str(&errors).unwrap_or_default(),
+            failure: row.try_get("failure")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+const REQUEST_COLUMNS: &str = "id, user_id, status, total, processed, created, duplicates, \
+                               error_count, error_urls, failure, created_at, updated_at";
+
+/// Creates a pending import request on the given connection (with its job, in one transaction).
+pub async fn create_request(
+    conn: &mut AnyConnection,
+    id: &str,
+    user_id: i64,
+    now: UnixMillis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO processing_requests (id, user_id, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(STATUS_PENDING)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A request of this user (None for another user's).
+pub async fn request_of(
+    pool: &AnyPool,
+    user_id: i64,
+    id: &str,
+) -> Result<Option<ProcessingRequest>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM processing_requests WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub async fn request(pool: &AnyPool, id: &str) -> Result<Option<ProcessingRequest>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM processing_requests WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Counters of an import so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub total: i64,
+    pub processed: i64,
+    pub created: i64,
+    pub duplicates: i64,
+    pub error_count: i64,
+    pub error_urls: Vec<String>,
+}
+
+/// Starts (or restarts, after a crashed attempt) processing: status in_process, counters reset.
+pub async fn start_request(pool: &AnyPool, id: &str, total: i64, now: UnixMillis) -> Result<()> {
+    sqlx::query(
+        "UPDATE processing_requests SET status = $1, total = $2, processed = 0, created = 0, \
+         duplicates = 0, error_count = 0, error_urls = '[]', failure = NULL, updated_at = $3 \
+         WHERE id = $4",
+    )
+    .bind(STATUS_IN_PROCESS)
+    .bind(total)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records progress (in the transaction of the batch it counts).
+pub async fn update_progress(
+    conn: &mut AnyConnection,
+    id: &str,
+    p: &Progress,
+    now: UnixMillis,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE processing_requests SET total = $1, processed = $2, created = $3, duplicates = $4, \
+         error_count = $5, error_urls = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(p.total)
+    .bind(p.processed)
+    .bind(p.created)
+    .bind(p.duplicates)
+    .bind(p.error_count)
+    .bind(serde_json::to_string(&p.error_urls).unwrap_or_else(|_| "[]".into()))
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a request: succeeded, or failed with a reason.
+pub async fn finish_request(
+    pool: &AnyPool,
+    id: &str,
+    failure: Option<&str>,
+    now: UnixMillis,
+) -> Result<()> {
+    let status = if failure.is_some() {
+        STATUS_FAILED
+    } else {
+        STATUS_SUCCEEDED
+    };
+    sqlx::query(
+        "UPDATE processing_requests SET status = $1, failure = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(status)
+    .bind(failure)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Screenshots
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Screenshot {
+    pub id: i64,
+    pub resource_id: i64,
+    pub blob_key: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub source: String,
+    pub created_at: i64,
+}
+
+const SCREENSHOT_COLUMNS: &str =
+    "id, resource_id, blob_key, content_type, size_bytes, source, created_at";
+
+/// Stores the screenshot of a resource (replacing the previous one) and writes a `photo_added`
+/// event. Returns the replaced screenshot's blob key, so that the caller can delete its bytes.
+pub async fn set_screenshot(
+    pool: &AnyPool,
+    resource: &Resource,
+    blob_key: &str,
+    content_type: &str,
+    size_bytes: i64,
+    source: &str,
+    now: UnixMillis,
+) -> Result<(Screenshot, Option<String>)> {
+    let mut tx = pool.begin().await?;
+    let old: Option<(String,)> =
+        sqlx::query_as("DELETE FROM screenshots WHERE resource_id = $1 RETURNING blob_key")
+            .bind(resource.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let shot: Screenshot = sqlx::query_as(&format!(
+        "INSERT INTO screenshots (resource_id, blob_key, content_type, size_bytes, source, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SCREENSHOT_COLUMNS}"
+    ))
+    .bind(resource.id)
+    .bind(blob_key)
+    .bind(content_type)
+    .bind(size_bytes)
+    .bind(source)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    insert_event(
+        &mut tx,
+        resource.user_id,
+        &resource.uuid,
+        &resource.full_url,
+        PHOTO_ADDED,
+        &serde_json::json!({"source": source, "content_type": content_type, "size_bytes": size_bytes}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((shot, old.map(|(k,)| k)))
+}
+
+pub async fn screenshot_of(pool: &AnyPool, resource_id: i64) -> Result<Option<Screenshot>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {SCREENSHOT_COLUMNS} FROM screenshots WHERE resource_id = $1"
+    ))
+    .bind(resource_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blob store
+
+/// Where screenshot bytes live. Local disk today (`<data_dir>/blobs/`); an S3 implementation can
+/// stand in without touching callers. Keys are generated by us (`[a-z0-9._-]`, no slashes).
+pub trait BlobStore: Send + Sync {
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFut<'a, std::io::Result<()>>;
+    /// None when there is no blob under the key.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFut<'a, std::io::Result<Option<Vec<u8>>>>;
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFut<'a, std::io::Result<()>>;
+}
+
+pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Blobs as files in one folder, written to a temporary name and renamed into place.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    dir: std::path::PathBuf,
+}
+
+impl LocalBlobStore {
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn path(&self, key: &str) -> std::io::Result<std::path::PathBuf> {
+        let safe = !key.is_empty()
+            && !key.starts_with('.')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !safe {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid blob key {key:?}"),
+            ));
+        }
+        Ok(self.dir.join(key))
+    }
+}
+
+impl BlobStore for LocalBlobStore {
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> BoxFut<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let path = self.path(key)?;
+            tokio::fs::create_dir_all(&self.dir).await?;
+            let tmp = self.dir.join(format!(".{key}.tmp"));
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, &path).await
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFut<'a, std::io::Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            match tokio::fs::read(self.path(key)?).await {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFut<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.path(key)?).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+    }
+}
