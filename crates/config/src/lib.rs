@@ -116,6 +116,13 @@ pub struct Monitor {
     pub concurrency: usize,
     pub per_host_concurrency: usize,
     pub allow_private_targets: bool,
+    /// Host names the SSRF guard lets through even when private targets are not allowed.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Raw checks are kept this long, then rolled up into hourly aggregates.
+    pub check_retention_days: u32,
+    /// Hourly aggregates are kept this long.
+    pub aggregate_retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,6 +336,14 @@ impl Config {
         positive(
             "monitor.per_host_concurrency",
             self.monitor.per_host_concurrency as u64,
+        )?;
+        positive(
+            "monitor.check_retention_days",
+            self.monitor.check_retention_days as u64,
+        )?;
+        positive(
+            "monitor.aggregate_retention_days",
+            self.monitor.aggregate_retention_days as u64,
         )?;
         if !self.mail.from.contains('@') {
             return bad(

@@ -5,6 +5,7 @@
 //! and runs their handlers; [`scheduler::Scheduler`] enqueues periodic jobs from cron expressions.
 //! Handlers are plain async functions of their payload and a [`Context`] (see `handlers/`).
 
+pub mod checker;
 pub mod handlers;
 pub mod queue;
 pub mod scheduler;
@@ -56,6 +57,8 @@ pub struct Context {
     pub public_url: String,
     /// Signs links that act without a login (unsubscribe).
     pub signing_key: std::sync::Arc<Vec<u8>>,
+    /// Availability checks (one per process: it holds the connection pool and the limits).
+    pub checker: std::sync::Arc<checker::Checker>,
 }
 
 /// Every queue a default worker consumes.

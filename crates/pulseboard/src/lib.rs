@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let _guard = telemetry::init(
         &config,
         matches!(command, Command::User { .. } | Command::Migrate),
+        telemetry::log_file_name(&command),
     )?;
     match command {
         Command::All => run_processes(config, true, true, true, None, None).await,
@@ -95,6 +96,8 @@ pub struct App {
     pub mailer: Mailer,
     pub keys: Arc<Keys>,
     pub signing_key: Arc<Vec<u8>>,
+    /// Availability checks, shared by every worker of this process.
+    pub checker: Arc<pulseboard_jobs::checker::Checker>,
 }
 
 impl App {
@@ -120,7 +123,9 @@ impl App {
                 max_attempts: config.jobs.max_attempts,
             },
         );
+        let checker = Arc::new(pulseboard_jobs::checker::Checker::new(&config.monitor));
         Ok(Self {
+            checker,
             config: Arc::new(config),
             db,
             queue,
@@ -147,6 +152,7 @@ impl App {
             mailer: self.mailer.clone(),
             public_url: self.config.http.public_url.clone(),
             signing_key: self.signing_key.clone(),
+            checker: self.checker.clone(),
         }
     }
 
@@ -181,13 +187,22 @@ impl App {
     pub fn scheduler(&self) -> anyhow::Result<Scheduler> {
         let s = &self.config.schedules;
         let retention_days = self.config.jobs.retention_days;
-        let entries = vec![Entry::new(
-            "cleanup",
-            &s.cleanup.cron,
-            &s.cleanup.timezone,
-            move |_, _| Pending::of(&handlers::Cleanup { retention_days }),
-        )
-        .map_err(anyhow::Error::msg)?];
+        let entries = vec![
+            Entry::new(
+                "cleanup",
+                &s.cleanup.cron,
+                &s.cleanup.timezone,
+                move |_, _| Pending::of(&handlers::Cleanup { retention_days }),
+            )
+            .map_err(anyhow::Error::msg)?,
+            Entry::new(
+                "monitor",
+                &s.monitor.cron,
+                &s.monitor.timezone,
+                |_, round| Pending::of(&handlers::MonitorSweep { round }),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ];
         Ok(Scheduler::new(self.queue.clone(), entries))
     }
 }

@@ -139,7 +139,8 @@ pub async fn retry_later(
 ) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE jobs SET status = 'queued', run_at = $1, last_error = $2, locked_until = NULL, \
-         locked_by = NULL, updated_at = $3 WHERE id = $4 AND locked_by = $5 AND status = 'running'",
+         locked_by = NULL, updated_at = $3 \
+         WHERE id = $4 AND locked_by = $5 AND status = 'running'",
     )
     .bind(run_at)
     .bind(error)
@@ -270,4 +271,23 @@ pub async fn last_occurrence(db: &Db, name: &str) -> Result<Option<UnixMillis>> 
             .fetch_optional(db.pool())
             .await?;
     Ok(row.map(|(t,)| t))
+}
+
+/// Jobs not yet finished (queued or running), for benchmarks and health views.
+pub async fn unfinished(db: &Db) -> Result<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n)
+}
+
+/// Enqueue-to-finish latency of finished jobs in milliseconds, sorted (benchmarks).
+pub async fn latencies(db: &Db) -> Result<Vec<i64>> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT finished_at - created_at FROM jobs WHERE status = 'done' ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|(v,)| v).collect())
 }

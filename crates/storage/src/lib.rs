@@ -4,6 +4,7 @@
 //! Only the DDL differs, so there is one migration folder per dialect. Times are bound as integer
 //! milliseconds, flags read with [`flag`] (SQLite returns integers, PostgreSQL booleans).
 
+pub mod checks;
 pub mod jobs;
 pub mod mail_log;
 pub mod resources;
@@ -171,5 +172,13 @@ pub fn flag(row: &AnyRow, column: &str) -> std::result::Result<bool, sqlx::Error
     match row.try_get::<bool, _>(column) {
         Ok(b) => Ok(b),
         Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+/// Reads a nullable boolean column (see [`flag`]).
+pub fn optional_flag(row: &AnyRow, column: &str) -> std::result::Result<Option<bool>, sqlx::Error> {
+    match row.try_get::<Option<bool>, _>(column) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v != 0)),
     }
 }

@@ -37,10 +37,6 @@ pub struct Resource {
 impl FromRow<'_, AnyRow> for Resource {
     fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
         let params: String = row.try_get("query_params")?;
-        let available: Option<i64> = match row.try_get::<Option<bool>, _>("last_is_available") {
-            Ok(b) => b.map(i64::from),
-            Err(_) => row.try_get("last_is_available")?,
-        };
         Ok(Self {
             id: row.try_get("id")?,
             uuid: row.try_get("uuid")?,
@@ -53,7 +49,7 @@ impl FromRow<'_, AnyRow> for Resource {
             query_params: serde_json::from_str(&params).unwrap_or_default(),
             unavailable_count: row.try_get("unavailable_count")?,
             last_status_code: row.try_get("last_status_code")?,
-            last_is_available: available.map(|v| v != 0),
+            last_is_available: crate::optional_flag(row, "last_is_available")?,
             last_checked_at: row.try_get("last_checked_at")?,
             last_response_time_ms: row.try_get("last_response_time_ms")?,
             created_at: row.try_get("created_at")?,
@@ -353,8 +349,21 @@ pub async fn delete(
     details: &Value,
     now: UnixMillis,
 ) -> Result<Option<Deleted>> {
-    let (col, b) = key.clause();
     let mut tx = pool.begin().await?;
+    let gone = delete_in(&mut tx, user_id, key, details, now).await?;
+    tx.commit().await?;
+    Ok(gone)
+}
+
+/// [`delete`] on the caller's connection (transaction), e.g. with the check that caused it.
+pub async fn delete_in(
+    tx: &mut AnyConnection,
+    user_id: i64,
+    key: &ResourceKey,
+    details: &Value,
+    now: UnixMillis,
+) -> Result<Option<Deleted>> {
+    let (col, b) = key.clause();
     let blob: Option<(String,)> = bind_all_as(
         sqlx::query_as(&format!(
             "SELECT s.blob_key FROM screenshots s JOIN resources r ON r.id = s.resource_id \
@@ -371,7 +380,7 @@ pub async fn delete(
         .await?;
     if let Some(r) = &gone {
         insert_event(
-            &mut tx,
+            tx,
             user_id,
             &r.uuid,
             &r.full_url,
@@ -381,7 +390,6 @@ pub async fn delete(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(gone.map(|resource| Deleted {
         resource,
         screenshot_blob: blob.map(|(k,)| k),

@@ -90,6 +90,7 @@ fn api_routes() -> Router<AppState> {
             "/resources/{key}/screenshot",
             get(routes::resources::screenshot),
         )
+        .route("/resources/{key}/check", post(routes::checks::check_now))
         .route(
             "/processing-requests/{id}",
             get(routes::resources::processing_request),
@@ -98,6 +99,9 @@ fn api_routes() -> Router<AppState> {
         .route("/admin/queues", get(admin::queues))
         .route("/admin/jobs/{id}/retry", post(admin::retry))
         .route("/admin/jobs/{id}", delete(admin::discard))
+        .route("/logs", get(routes::logs::list))
+        .route("/logs/stream", get(routes::logs::stream))
+        .route("/logs.pdf", get(routes::logs::pdf))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .method_not_allowed_fallback(method_not_allowed)

@@ -3,12 +3,17 @@
 mod digest;
 mod import;
 mod maintenance;
+mod monitor;
 mod send;
 mod welcome;
 
 pub use digest::{day_bounds, report_day, sweep as digest_sweep, DigestEmail, DigestSweep};
 pub use import::{ImportLimits, ImportResources};
 pub use maintenance::{Cleanup, Noop};
+pub use monitor::{
+    new_check, record as record_checks, roll_up as roll_up_checks, sweep as monitor_sweep,
+    AvailabilityAlert, CheckBatch, MonitorSweep,
+};
 pub use welcome::WelcomeEmail;
 
 use crate::{Context, Job, JobError};
@@ -33,6 +38,9 @@ pub fn dispatch<'a>(ctx: &'a Context, kind: &str, payload: &'a str, attempt: i64
         ImportResources::KIND => run(payload, move |j| import::handle(ctx, j)),
         DigestSweep::KIND => run(payload, move |j| digest::handle_sweep(ctx, j)),
         DigestEmail::KIND => run(payload, move |j| digest::handle(ctx, j)),
+        MonitorSweep::KIND => run(payload, move |j| monitor::handle_sweep(ctx, j)),
+        CheckBatch::KIND => run(payload, move |j| monitor::handle_batch(ctx, j)),
+        AvailabilityAlert::KIND => run(payload, move |j| monitor::handle_alert(ctx, j)),
         other => {
             let msg = format!("no handler for job kind {other:?}");
             Box::pin(async move { Err(JobError::Fatal(msg)) })

@@ -1,6 +1,8 @@
 pub mod admin;
+pub mod checks;
 pub mod docs;
 pub mod health;
+pub mod logs;
 pub mod resources;
 pub mod sessions;
 pub mod tasks;

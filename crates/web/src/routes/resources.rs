@@ -528,9 +528,10 @@ pub async fn get(
                 "created_at": Timestamp::rfc3339(s.created_at),
             })
         });
+    let (checks, uptime) = super::checks::history(&state, r.id).await?;
     let mut body = serde_json::to_value(ResourceView::from(r)).map_err(internal)?;
-    // Availability checks arrive with monitoring; the list is part of the shape already.
-    body["checks"] = json!([]);
+    body["checks"] = checks;
+    body["uptime"] = uptime;
     body["events"] = json!(events);
     body["screenshot"] = screenshot.unwrap_or(Value::Null);
     Ok(Json(body))

@@ -1,0 +1,313 @@
+//! `cargo run -p bench --release -- <scenario|all> [--runs N] [--seconds S] [--postgres URL]`
+//!
+//! Starts the real `pulseboard` binary (target/release) on 127.0.0.1 with a fresh data folder and
+//! database, seeds data through the API, drives bounded load from this process and prints one
+//! markdown row per scenario: throughput and latency as the median of the runs (with the spread),
+//! and the server's CPU seconds and peak RSS read from /proc.
+
+mod server;
+
+use anyhow::{bail, Context, Result};
+use server::Server;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Opts {
+    runs: usize,
+    seconds: u64,
+    connections: usize,
+    postgres: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+struct Row {
+    scenario: String,
+    backend: String,
+    samples: Vec<Sample>,
+    unit: &'static str,
+    cpu_s: f64,
+    peak_rss_mb: f64,
+    target: &'static str,
+}
+
+const SCENARIOS: &[&str] = &[
+    "tasks-read",
+    "tasks-write",
+    "resources-post",
+    "import-100k",
+    "resources-list",
+    "jobs-noop",
+    "idle-rss",
+];
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut opts = Opts {
+        runs: 3,
+        seconds: 5,
+        connections: 64,
+        postgres: None,
+    };
+    let mut chosen = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => opts.runs = it.next().context("--runs N")?.parse()?,
+            "--seconds" => opts.seconds = it.next().context("--seconds S")?.parse()?,
+            "--connections" => opts.connections = it.next().context("--connections N")?.parse()?,
+            "--postgres" => opts.postgres = Some(it.next().context("--postgres URL")?.clone()),
+            "all" => chosen.extend(SCENARIOS.iter().map(|s| s.to_string())),
+            s if SCENARIOS.contains(&s) => chosen.push(s.to_owned()),
+            other => bail!(
+                "unknown argument {other:?}; scenarios: all, {}",
+                SCENARIOS.join(", ")
+            ),
+        }
+    }
+    if chosen.is_empty() {
+        bail!("name a scenario: all, {}", SCENARIOS.join(", "));
+    }
+    let bin = server::binary()?;
+    println!("| scenario | backend | throughput (median, min–max) | p50 | p99 | server CPU s | peak RSS | target |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for name in chosen {
+        let row = run(&name, &bin, &opts)
+            .await
+            .with_context(|| format!("scenario {name}"))?;
+        print_row(&row);
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn print_row(r: &Row) {
+    let tp: Vec<f64> = r.samples.iter().map(|s| s.per_sec).collect();
+    let (min, max) = (
+        tp.iter().cloned().fold(f64::MAX, f64::min),
+        tp.iter().cloned().fold(0.0, f64::max),
+    );
+    let p50 = median(r.samples.iter().map(|s| s.p50_ms).collect());
+    let p99 = median(r.samples.iter().map(|s| s.p99_ms).collect());
+    let lat = |v: f64| {
+        if v.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{v:.1} ms")
+        }
+    };
+    println!(
+        "| {} | {} | {:.0} {} ({:.0}–{:.0}, n={}) | {} | {} | {:.1} | {:.0} MB | {} |",
+        r.scenario,
+        r.backend,
+        median(tp.clone()),
+        r.unit,
+        min,
+        max,
+        tp.len(),
+        lat(p50),
+        lat(p99),
+        r.cpu_s,
+        r.peak_rss_mb,
+        r.target
+    );
+}
+
+/// Drives `make_request` from `connections` concurrent loops for `seconds`.
+async fn load<F, Fut>(connections: usize, seconds: u64, make_request: F) -> Result<Sample>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let f = Arc::new(make_request);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut handles = vec![];
+    for c in 0..connections {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(4096);
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                f(c, i).await?;
+                lat.push(t.elapsed().as_micros() as u32);
+                i += 1;
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = vec![];
+    for h in handles {
+        all.extend(h.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    Ok(Sample {
+        per_sec: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
+fn ok(r: reqwest::Response, want: u16) -> Result<reqwest::Response> {
+    if r.status().as_u16() != want {
+        bail!("expected {want}, got {} from {}", r.status(), r.url());
+    }
+    Ok(r)
+}
+
+async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
+    let backend = if o.postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+    .to_owned();
+    let mut samples = vec![];
+    let mut cpu = 0.0;
+    let mut rss = 0.0;
+    let (unit, target) = match name {
+        "tasks-read" => ("req/s", "≥ 10,000 req/s, p99 ≤ 25 ms"),
+        "tasks-write" => ("req/s", "≥ 3,000 req/s"),
+        "resources-post" => ("req/s", "≥ 3,000 req/s"),
+        "import-100k" => ("URLs/s", "100k in ≤ 3 s"),
+        "resources-list" => ("req/s", "≥ 5,000 req/s"),
+        "jobs-noop" => ("jobs/s", "≥ 2,000 jobs/s (SQLite)"),
+        _ => ("", "—"),
+    };
+    for _ in 0..o.runs {
+        let server = Server::start(bin, o.postgres.as_deref(), &[]).await?;
+        let client = server.client();
+        let base = server.base.clone();
+        let sample = match name {
+            "tasks-read" | "tasks-write" => {
+                server.register(&client, "bench@example.com").await?;
+                let mut ids = vec![];
+                for i in 0..50 {
+                    let t: serde_json::Value = ok(
+                        client
+                            .post(format!("{base}/tasks"))
+                            .json(&serde_json::json!({"title": format!("task {i}")}))
+                            .send()
+                            .await?,
+                        201,
+                    )?
+                    .json()
+                    .await?;
+                    ids.push(t["id"].as_i64().unwrap());
+                }
+                let ids = Arc::new(ids);
+                let write = name == "tasks-write";
+                load(o.connections, o.seconds, move |c, i| {
+                    let (client, base, ids) = (client.clone(), base.clone(), ids.clone());
+                    async move {
+                        if write {
+                            let id = ids[(c + i as usize) % ids.len()];
+                            ok(
+                                client
+                                    .patch(format!("{base}/tasks/{id}"))
+                                    .json(&serde_json::json!({"title": format!("t{c}-{i}")}))
+                                    .send()
+                                    .await?,
+                                200,
+                            )?;
+                        } else {
+                            ok(client.get(format!("{base}/tasks")).send().await?, 200)?
+                                .bytes()
+                                .await?;
+                        }
+                        Ok(())
+                    }
+                })
+                .await?
+            }
+            "resources-post" => {
+                server.register(&client, "bench@example.com").await?;
+                load(o.connections, o.seconds, move |c, i| {
+                    let (client, base) = (client.clone(), base.clone());
+                    async move {
+                        let url = format!("https://site{c}-{i}.example.org/page?q={i}");
+                        ok(
+                            client
+                                .post(format!("{base}/resources"))
+                                .json(&serde_json::json!({"url": url}))
+                                .send()
+                                .await?,
+                            201,
+                        )?;
+                        Ok(())
+                    }
+                })
+                .await?
+            }
+            "import-100k" | "resources-list" => {
+                server.register(&client, "bench@example.com").await?;
+                let started = Instant::now();
+                server.import(&client, 100_000).await?;
+                let secs = started.elapsed().as_secs_f64();
+                if name == "import-100k" {
+                    Sample {
+                        per_sec: 100_000.0 / secs,
+                        p50_ms: f64::NAN,
+                        p99_ms: f64::NAN,
+                    }
+                } else {
+                    load(o.connections, o.seconds, move |c, i| {
+                        let (client, base) = (client.clone(), base.clone());
+                        async move {
+                            let page = 1 + (c as u64 * 7919 + i * 31) % 300;
+                            ok(
+                                client
+                                    .get(format!(
+                                        "{base}/resources?page={page}&per_page=10&domain_zone=org"
+                                    ))
+                                    .send()
+                                    .await?,
+                                200,
+                            )?
+                            .bytes()
+                            .await?;
+                            Ok(())
+                        }
+                    })
+                    .await?
+                }
+            }
+            "jobs-noop" => server.drain_noop_jobs(20_000).await?,
+            "idle-rss" => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Sample {
+                    per_sec: 0.0,
+                    p50_ms: f64::NAN,
+                    p99_ms: f64::NAN,
+                }
+            }
+            other => bail!("unknown scenario {other}"),
+        };
+        let (c, r) = server.stop().await?;
+        cpu += c / o.runs as f64;
+        rss = f64::max(rss, r);
+        samples.push(sample);
+    }
+    Ok(Row {
+        scenario: name.to_owned(),
+        backend,
+        samples,
+        unit,
+        cpu_s: cpu,
+        peak_rss_mb: rss,
+        target,
+    })
+}

@@ -1,0 +1,289 @@
+//! Availability rounds. The scheduler fires [`MonitorSweep`] on `schedules.monitor`; the sweep
+//! pages through all resources and fans out [`CheckBatch`] jobs of [`BATCH`] ids on the monitor
+//! queue, so every worker consuming that queue shares the round. A batch claims its resources for
+//! the round (`storage::checks::claim_for_round`), checks them concurrently under the checker's
+//! pool and per-host limits, and records the results and the failure policy in one transaction,
+//! together with the [`AvailabilityAlert`] jobs of owners who want alerts.
+//!
+//! Idempotency: the sweep's key is its round, each batch's key its round and id range, and the
+//! claim makes a resource checked at most once per round even if a batch runs twice. A batch that
+//! dies between claiming and recording loses those checks for the round (they run next round).
+
+use super::send::send_once;
+use crate::checker::CheckResult;
+use crate::{Context, Job, JobError, Queue};
+use pulseboard_domain::Timestamp;
+use pulseboard_mail::Message;
+use pulseboard_storage::checks::{self, NewCheck, Recorded};
+use pulseboard_storage::users;
+use pulseboard_storage::Db;
+use serde::{Deserialize, Serialize};
+
+/// Resources per batch job.
+pub const BATCH: usize = 100;
+/// Ids read (and batches enqueued) per sweep transaction.
+const PAGE: i64 = 1000;
+
+/// One monitoring round; `round` is its scheduled time (Unix ms).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MonitorSweep {
+    pub round: i64,
+}
+
+impl Job for MonitorSweep {
+    const KIND: &'static str = "monitor_sweep";
+    const QUEUE: &'static str = super::MONITOR_QUEUE;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("monitor_sweep:{}", self.round))
+    }
+}
+
+/// Up to [`BATCH`] resources to check in `round`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckBatch {
+    pub round: i64,
+    pub resource_ids: Vec<i64>,
+}
+
+impl Job for CheckBatch {
+    const KIND: &'static str = "check_batch";
+    const QUEUE: &'static str = super::MONITOR_QUEUE;
+
+    fn idempotency_key(&self) -> Option<String> {
+        let first = self.resource_ids.first().copied().unwrap_or(0);
+        let last = self.resource_ids.last().copied().unwrap_or(0);
+        Some(format!("check_batch:{}:{first}-{last}", self.round))
+    }
+}
+
+/// An email to a resource's owner: it went down, or it is back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AvailabilityAlert {
+    pub user_id: i64,
+    pub resource_uuid: String,
+    pub url: String,
+    pub is_available: bool,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<String>,
+    pub checked_at: i64,
+}
+
+impl Job for AvailabilityAlert {
+    const KIND: &'static str = "availability_alert";
+    const QUEUE: &'static str = super::EMAIL_QUEUE;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.key())
+    }
+}
+
+impl AvailabilityAlert {
+    fn key(&self) -> String {
+        format!("alert:{}:{}", self.resource_uuid, self.checked_at)
+    }
+}
+
+/// Enqueues the batches of `round`. Returns how many batch jobs were enqueued (a repeated sweep of
+/// the same round enqueues none: the keys already exist).
+pub async fn sweep(ctx: &Context, round: i64) -> Result<u64, JobError> {
+    let mut enqueued = 0;
+    let mut after = 0;
+    loop {
+        let ids = checks::ids_after(ctx.db.pool(), after, PAGE).await?;
+        let Some(&last) = ids.last() else { break };
+        let mut tx = ctx.db.begin().await?;
+        for chunk in ids.chunks(BATCH) {
+            let job = CheckBatch {
+                round,
+                resource_ids: chunk.to_vec(),
+            };
+            if ctx.queue.enqueue_in(&mut tx, &job).await?.is_some() {
+                enqueued += 1;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(pulseboard_storage::StorageError::from)?;
+        ctx.queue.wake();
+        after = last;
+    }
+    tracing::info!(round, batches = enqueued, "monitoring round enqueued");
+    Ok(enqueued)
+}
+
+pub async fn handle_sweep(ctx: &Context, job: MonitorSweep) -> Result<(), JobError> {
+    sweep(ctx, job.round).await?;
+    roll_up(ctx, Timestamp::now()).await.map(|_| ())
+}
+
+/// Rolls checks older than `monitor.check_retention_days` up into hourly aggregates and drops
+/// aggregates older than `monitor.aggregate_retention_days` (run with each round).
+pub async fn roll_up(ctx: &Context, now: i64) -> Result<u64, JobError> {
+    const DAY_MS: i64 = 86_400_000;
+    let (raw, agg) = ctx.checker.retention_days();
+    let rolled = checks::roll_up(
+        ctx.db.pool(),
+        now - i64::from(raw) * DAY_MS,
+        now - i64::from(agg) * DAY_MS,
+    )
+    .await?;
+    if rolled > 0 {
+        tracing::info!(rolled, "old checks rolled up into hourly aggregates");
+    }
+    Ok(rolled)
+}
+
+/// The stored form of a check result.
+pub fn new_check(resource_id: i64, r: &CheckResult) -> NewCheck {
+    NewCheck {
+        resource_id,
+        checked_at: r.checked_at,
+        status_code: r.status_code.map(i64::from),
+        error_kind: r.error_kind.map(|k| k.as_str().to_owned()),
+        response_time_ms: r.response_time_ms,
+        is_available: r.is_available,
+        final_url: r.final_url.clone(),
+    }
+}
+
+/// Records checks in one transaction with the failure policy, and enqueues the alerts of owners
+/// who enabled them in the same transaction.
+/// (Also used by `POST /resources/{uuid}/check`.)
+pub async fn record(
+    db: &Db,
+    queue: &Queue,
+    max_retries: u32,
+    results: &[NewCheck],
+) -> Result<Recorded, JobError> {
+    let now = Timestamp::now();
+    let mut tx = db.begin().await?;
+    let recorded = checks::record_batch(&mut tx, results, i64::from(max_retries), now).await?;
+    let mut alerts = 0;
+    for change in &recorded.changes {
+        if checks::alerts_wanted(&mut tx, change.user_id).await? {
+            let alert = AvailabilityAlert {
+                user_id: change.user_id,
+                resource_uuid: change.resource_uuid.clone(),
+                url: change.url.clone(),
+                is_available: change.is_available,
+                status_code: change.check.status_code,
+                error_kind: change.check.error_kind.clone(),
+                checked_at: change.check.checked_at,
+            };
+            queue.enqueue_in(&mut tx, &alert).await?;
+            alerts += 1;
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(pulseboard_storage::StorageError::from)?;
+    if alerts > 0 {
+        queue.wake();
+    }
+    for d in &recorded.deleted {
+        tracing::info!(
+            uuid = %d.resource.uuid,
+            url = %d.resource.full_url,
+            "resource deleted after repeated failed checks"
+        );
+        if let Some(blob) = &d.screenshot_blob {
+            tracing::warn!(
+                blob,
+                "screenshot of a deleted resource left in the blob store"
+            );
+        }
+    }
+    Ok(recorded)
+}
+
+pub async fn handle_batch(ctx: &Context, job: CheckBatch) -> Result<(), JobError> {
+    let targets = checks::claim_for_round(ctx.db.pool(), job.round, &job.resource_ids).await?;
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for t in targets {
+        let checker = ctx.checker.clone();
+        set.spawn(async move {
+            let r = checker.check_limited(&t.full_url).await;
+            new_check(t.id, &r)
+        });
+    }
+    let mut results = Vec::with_capacity(set.len());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(c) => results.push(c),
+            Err(e) => tracing::error!(error = %e, "a check task failed"),
+        }
+    }
+    let recorded = record(&ctx.db, &ctx.queue, ctx.checker.max_retries(), &results).await?;
+    tracing::debug!(
+        round = job.round,
+        checked = recorded.stored,
+        changes = recorded.changes.len(),
+        deleted = recorded.deleted.len(),
+        "check batch done"
+    );
+    Ok(())
+}
+
+pub async fn handle_alert(ctx: &Context, job: AvailabilityAlert) -> Result<(), JobError> {
+    let Some(user) = users::by_id(ctx.db.pool(), job.user_id).await? else {
+        return Ok(());
+    };
+    if !user.alerts_enabled {
+        return Ok(());
+    }
+    let when = Timestamp::rfc3339(job.checked_at);
+    let (subject, text) = if job.is_available {
+        (
+            format!("Back up: {}", job.url),
+            format!(
+                "{} is available again (status {}), checked at {when}.\n",
+                job.url,
+                job.status_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into())
+            ),
+        )
+    } else {
+        let why = match (job.status_code, &job.error_kind) {
+            (Some(code), _) => format!("status {code}"),
+            (None, Some(kind)) => format!("error: {kind}"),
+            (None, None) => "no response".to_owned(),
+        };
+        (
+            format!("Down: {}", job.url),
+            format!("{} is unavailable ({why}), checked at {when}.\n", job.url),
+        )
+    };
+    let public = ctx.public_url.trim_end_matches('/');
+    let link = format!("{public}/#/resources/{}", job.resource_uuid);
+    let text = format!("{text}\n{link}\n");
+    let html = format!(
+        "<p>{}</p><p><a href=\"{}\">{}</a></p>",
+        html_escape(text.lines().next().unwrap_or_default()),
+        html_escape(&link),
+        html_escape(&link)
+    );
+    let msg = Message {
+        to: user.email.to_string(),
+        subject,
+        text,
+        html,
+        message_id: format!(
+            "<alert-{}-{}@pulseboard>",
+            job.resource_uuid, job.checked_at
+        ),
+        headers: vec![],
+    };
+    send_once(ctx, &job.key(), &msg).await
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

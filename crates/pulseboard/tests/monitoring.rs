@@ -1,0 +1,630 @@
+//! Watch: availability monitoring — the checker's outcomes against servers started here, the SSRF
+//! guard, the check endpoint and history, the failure policy (counter, status-change events,
+//! deletion at max retries, alert emails) and rounds shared by several workers.
+
+mod common;
+
+use common::smtp::SmtpServer;
+use common::{eventually, test_config, Options, TestApp};
+use pulseboard_config::Monitor;
+use pulseboard_jobs::checker::{Checker, ErrorKind};
+use pulseboard_jobs::handlers::{monitor_sweep, roll_up_checks, CheckBatch};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A small HTTP/1.1 server on 127.0.0.1 with fixed routes; counts requests per path.
+#[derive(Clone)]
+struct Target {
+    port: u16,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    up: Arc<AtomicBool>,
+}
+
+impl Target {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let t = Target {
+            port: listener.local_addr().unwrap().port(),
+            hits: Default::default(),
+            up: Arc::new(AtomicBool::new(true)),
+        };
+        let s = t.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = s.serve(stream).await;
+                });
+            }
+        });
+        t
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn total_hits(&self) -> usize {
+        self.hits.lock().unwrap().values().sum()
+    }
+
+    async fn serve(&self, mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf);
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let path = target.split('?').next().unwrap_or("/").to_owned();
+        *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let ua = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("user-agent: ")
+                    .or(l.strip_prefix("User-Agent: "))
+            })
+            .unwrap_or("")
+            .to_owned();
+        let (status, location): (&str, Option<String>) = match path.as_str() {
+            "/ok" => ("200 OK", None),
+            "/ua" if ua.starts_with("Pulseboard/") => ("200 OK", None),
+            "/ua" => ("400 Bad Request", None),
+            "/moved" => ("301 Moved Permanently", Some("/ok".into())),
+            "/missing" => ("404 Not Found", None),
+            "/error" => ("500 Internal Server Error", None),
+            "/loop" => ("302 Found", Some("/loop".into())),
+            "/flip" if self.up.load(Ordering::SeqCst) => ("200 OK", None),
+            "/flip" => ("503 Service Unavailable", None),
+            "/big" => ("200 OK", None),
+            "/slow" => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return Ok(());
+            }
+            p if p.starts_with("/to/") => {
+                ("302 Found", Some(format!("http://{}", &p["/to/".len()..])))
+            }
+            _ => ("404 Not Found", None),
+        };
+        let body: Vec<u8> = if path == "/big" {
+            vec![b'x'; 4 * 1024 * 1024]
+        } else {
+            b"hello".to_vec()
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if let Some(l) = location {
+            resp.push_str(&format!("Location: {l}\r\n"));
+        }
+        resp.push_str("\r\n");
+        stream.write_all(resp.as_bytes()).await?;
+        let _ = stream.write_all(&body).await;
+        stream.shutdown().await
+    }
+}
+
+/// The monitor settings of the tests: defaults with a 1 s timeout.
+fn monitor(allow_private: bool, allowed_hosts: &[&str]) -> Monitor {
+    let tmp = std::env::temp_dir();
+    let mut m = test_config(&tmp).monitor;
+    m.timeout_secs = 1;
+    m.allow_private_targets = allow_private;
+    m.allowed_hosts = allowed_hosts.iter().map(|h| h.to_string()).collect();
+    m
+}
+
+#[tokio::test]
+async fn the_checker_reports_status_codes_redirects_and_error_kinds() {
+    let t = Target::start().await;
+    let checker = Checker::new(&monitor(true, &[]));
+
+    let r = checker.check(&t.url("/ok")).await;
+    assert_eq!(r.status_code, Some(200));
+    assert!(r.is_available && r.error_kind.is_none());
+    assert_eq!(r.final_url.as_deref(), Some(t.url("/ok").as_str()));
+    assert!(r.checked_at > 0 && r.response_time_ms >= 0);
+
+    // A proper User-Agent is sent.
+    assert_eq!(checker.check(&t.url("/ua")).await.status_code, Some(200));
+
+    let r = checker.check(&t.url("/moved")).await;
+    assert_eq!(r.status_code, Some(200), "301 is followed");
+    assert!(r.is_available);
+    assert_eq!(r.final_url.as_deref(), Some(t.url("/ok").as_str()));
+
+    let r = checker.check(&t.url("/missing")).await;
+    assert_eq!((r.status_code, r.is_available), (Some(404), false));
+    assert!(r.error_kind.is_none());
+
+    let r = checker.check(&t.url("/error")).await;
+    assert_eq!((r.status_code, r.is_available), (Some(500), false));
+
+    let r = checker.check(&t.url("/loop")).await;
+    assert_eq!(r.error_kind, Some(ErrorKind::TooManyRedirects));
+    assert_eq!((r.status_code, r.is_available), (None, false));
+    // max_redirects (5) hops were followed, then the check stopped.
+    assert_eq!(t.hits("/loop"), 6);
+
+    let started = std::time::Instant::now();
+    let r = checker.check(&t.url("/slow")).await;
+    assert_eq!(r.error_kind, Some(ErrorKind::Timeout));
+    assert!(!r.is_available && r.status_code.is_none());
+    assert!(started.elapsed() < Duration::from_secs(3), "total timeout");
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let r = checker.check(&format!("http://127.0.0.1:{closed}/")).await;
+    assert_eq!(r.error_kind, Some(ErrorKind::Connect));
+
+    let r = checker.check("http://nonexistent.invalid/").await;
+    assert_eq!(r.error_kind, Some(ErrorKind::Dns));
+    assert!(!r.is_available);
+
+    // A large body is not downloaded in full, and the answer still counts.
+    let r = checker.check(&t.url("/big")).await;
+    assert_eq!(r.status_code, Some(200));
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_blocks_private_targets_and_private_redirects() {
+    let t = Target::start().await;
+    // Private targets off; "localhost" is allowed by name so that a local server can redirect.
+    let checker = Checker::new(&monitor(false, &["localhost"]));
+    for url in [
+        t.url("/ok"),
+        "http://10.0.0.1/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[::1]:80/".to_owned(),
+        "http://0.0.0.0/".to_owned(),
+    ] {
+        let r = checker.check(&url).await;
+        assert_eq!(r.error_kind, Some(ErrorKind::Blocked), "{url}");
+        assert!(!r.is_available && r.status_code.is_none());
+    }
+    assert_eq!(t.total_hits(), 0, "nothing reached the loopback server");
+
+    let local = |path: &str| format!("http://localhost:{}{path}", t.port);
+    let r = checker.check(&local("/ok")).await;
+    assert_eq!(r.status_code, Some(200), "the allowed host is reachable");
+    for hop in [
+        "10.0.0.1/".to_owned(),
+        "169.254.169.254/latest/meta-data/".to_owned(),
+        format!("127.0.0.1:{}/ok", t.port),
+    ] {
+        let before = t.hits("/ok");
+        let r = checker.check(&local(&format!("/to/{hop}"))).await;
+        assert_eq!(r.error_kind, Some(ErrorKind::Blocked), "redirect to {hop}");
+        assert_eq!(t.hits("/ok"), before, "the redirect was not followed");
+    }
+
+    // A host name that resolves to loopback is blocked after resolution.
+    let strict = Checker::new(&monitor(false, &[]));
+    let r = strict.check(&local("/ok")).await;
+    assert_eq!(r.error_kind, Some(ErrorKind::Blocked));
+
+    // The same URLs pass when private targets are allowed.
+    let open = Checker::new(&monitor(true, &[]));
+    assert_eq!(open.check(&t.url("/ok")).await.status_code, Some(200));
+}
+
+async fn add(app: &TestApp, c: &reqwest::Client, url: &str) -> Value {
+    let r = c
+        .post(app.url("/resources"))
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
+    r.json().await.unwrap()
+}
+
+async fn check_now(app: &TestApp, c: &reqwest::Client, uuid: &str) -> Value {
+    let r = c
+        .post(app.url(&format!("/resources/{uuid}/check")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn get_json(c: &reqwest::Client, url: String) -> (StatusCode, Value) {
+    let r = c.get(url).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn events(app: &TestApp, c: &reqwest::Client, kind: &str) -> Vec<Value> {
+    let (_, feed) = get_json(c, app.url("/feed?per_page=100")).await;
+    feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_check_on_demand_is_recorded_with_history_and_uptime() {
+    let t = Target::start().await;
+    let app = TestApp::spawn_with(
+        Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| {
+            c.monitor.allow_private_targets = true;
+            c.monitor.timeout_secs = 1;
+        },
+    )
+    .await;
+    app.register(&app.client, "watch@example.com").await;
+    let ok = add(&app, &app.client, &t.url("/ok")).await;
+    let uuid = ok["uuid"].as_str().unwrap();
+
+    let (_, before) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(before["checks"], json!([]));
+    assert_eq!(before["uptime"]["24h"], Value::Null);
+
+    let r = check_now(&app, &app.client, uuid).await;
+    assert_eq!(r["status_code"], 200);
+    assert_eq!(r["is_available"], true);
+    assert_eq!(r["error_kind"], Value::Null);
+    assert_eq!(r["final_url"], t.url("/ok"));
+    assert_eq!(r["resource_deleted"], false);
+
+    let (_, after) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    let checks = after["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0]["status_code"], 200);
+    assert_eq!(checks[0]["is_available"], true);
+    assert_eq!(after["status_code"], 200);
+    assert_eq!(after["is_available"], true);
+    assert_eq!(after["uptime"]["24h"], 100.0);
+    assert_eq!(after["uptime"]["30d"], 100.0);
+
+    // The list carries the latest check too.
+    let (_, list) = get_json(&app.client, app.url("/resources?availability=true")).await;
+    assert_eq!(list["meta"]["total_items"], 1);
+
+    // Another user's resource is a 404.
+    let other = app.new_client();
+    app.register(&other, "other@example.com").await;
+    let r = other
+        .post(app.url(&format!("/resources/{uuid}/check")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_check_endpoint_keeps_the_ssrf_guard() {
+    let app = TestApp::spawn().await; // private targets off (the default)
+    app.register(&app.client, "guard@example.com").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+    ] {
+        let r = add(&app, &app.client, url).await;
+        let c = check_now(&app, &app.client, r["uuid"].as_str().unwrap()).await;
+        assert_eq!(c["error_kind"], "blocked", "{url}");
+        assert_eq!(c["is_available"], false);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failures_count_flips_write_events_and_alerts_and_max_retries_deletes() {
+    let t = Target::start().await;
+    let smtp = SmtpServer::start().await;
+    let smtp_url = smtp.url();
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        move |c| {
+            c.monitor.allow_private_targets = true;
+            c.monitor.timeout_secs = 1;
+            c.monitor.max_retries = 3;
+            c.mail.smtp_url = smtp_url;
+        },
+    )
+    .await;
+    app.register(&app.client, "owner@example.com").await;
+    let r = app
+        .client
+        .patch(app.url("/user"))
+        .json(&json!({"alerts_enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let url = t.url("/flip");
+    let res = add(&app, &app.client, &url).await;
+    let uuid = res["uuid"].as_str().unwrap().to_owned();
+    let count = |v: &Value| v["unavailable_count"].as_i64().unwrap();
+
+    // First check: up. No status change (there was no previous state).
+    let c = check_now(&app, &app.client, &uuid).await;
+    assert_eq!((c["is_available"].as_bool(), count(&c)), (Some(true), 0));
+    assert!(events(&app, &app.client, "status_changed").await.is_empty());
+
+    // Down: the counter goes up, one status_changed event, one alert.
+    t.up.store(false, Ordering::SeqCst);
+    let c = check_now(&app, &app.client, &uuid).await;
+    assert_eq!(c["status_code"], 503);
+    assert_eq!(count(&c), 1);
+    let changed = events(&app, &app.client, "status_changed").await;
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["url"], url);
+    let (_, detail) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(detail["unavailable_count"], 1);
+    assert_eq!(detail["is_available"], false);
+
+    // Still down: no new event, the counter grows.
+    let c = check_now(&app, &app.client, &uuid).await;
+    assert_eq!(count(&c), 2);
+    assert_eq!(events(&app, &app.client, "status_changed").await.len(), 1);
+
+    // Back up: reset, second event, recovery alert.
+    t.up.store(true, Ordering::SeqCst);
+    let c = check_now(&app, &app.client, &uuid).await;
+    assert_eq!(count(&c), 0);
+    assert_eq!(events(&app, &app.client, "status_changed").await.len(), 2);
+    let (_, detail) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(detail["unavailable_count"], 0);
+    assert_eq!(detail["checks"].as_array().unwrap().len(), 4);
+    assert_eq!(detail["uptime"]["24h"], 50.0);
+
+    let alerts = || {
+        smtp.received()
+            .into_iter()
+            .filter_map(|m| {
+                let subject = m.data.lines().find_map(|l| l.strip_prefix("Subject: "))?;
+                (subject.starts_with("Down:") || subject.starts_with("Back up:"))
+                    .then(|| (subject.to_owned(), m.to.clone()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mails = eventually(10, || async {
+        let m = alerts();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    let subjects: Vec<&str> = mails.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        subjects.iter().any(|s| s.starts_with("Down:")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.starts_with("Back up:")),
+        "{subjects:?}"
+    );
+    assert!(mails
+        .iter()
+        .all(|(_, to)| to == &vec!["owner@example.com".to_owned()]));
+
+    // Three failures in a row (max_retries = 3): deleted, with an event that keeps the URL.
+    t.up.store(false, Ordering::SeqCst);
+    for expected in [1, 2] {
+        let c = check_now(&app, &app.client, &uuid).await;
+        assert_eq!(
+            (count(&c), c["resource_deleted"].as_bool()),
+            (expected, Some(false))
+        );
+    }
+    let c = check_now(&app, &app.client, &uuid).await;
+    assert_eq!(c["resource_deleted"], true);
+    let (status, _) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let deleted = events(&app, &app.client, "resource_deleted").await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["url"], url);
+    assert_eq!(deleted[0]["resource_uuid"], uuid);
+
+    // Alerts go only to owners who enabled them: nothing more than down, up, down.
+    let mails = eventually(10, || async {
+        let m = alerts();
+        (m.len() >= 3).then_some(m)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(alerts().len(), 3, "{mails:?}");
+    app.stop().await;
+}
+
+async fn scalar(app: &TestApp, sql: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .fetch_one(app.app.db.pool())
+        .await
+        .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn two_workers_share_a_round_and_check_each_resource_once() {
+    let t = Target::start().await;
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| {
+            c.monitor.allow_private_targets = true;
+            c.monitor.timeout_secs = 2;
+        },
+    )
+    .await;
+    // A second worker process on the same database.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let second = app.app.worker(None, Some(4)).unwrap();
+    let second = tokio::spawn(second.run(stop_rx));
+
+    app.register(&app.client, "many@example.com").await;
+    const N: usize = 250;
+    for i in 0..N {
+        add(&app, &app.client, &t.url(&format!("/ok?n={i}"))).await;
+    }
+    let ctx = app.app.job_context();
+    let round = 1_700_000_000_000;
+    // Two schedulers firing the same round: the second sweep enqueues nothing.
+    let first = monitor_sweep(&ctx, round).await.unwrap();
+    assert_eq!(first, N.div_ceil(100) as u64);
+    assert_eq!(monitor_sweep(&ctx, round).await.unwrap(), 0);
+    // A duplicated batch (another key, overlapping ids) checks nothing already claimed.
+    let ids: Vec<i64> = sqlx::query_as::<_, (i64,)>("SELECT id FROM resources ORDER BY id")
+        .fetch_all(app.app.db.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    app.app
+        .queue
+        .enqueue(&CheckBatch {
+            round,
+            resource_ids: ids[50..150].to_vec(),
+        })
+        .await
+        .unwrap();
+
+    eventually(30, || async {
+        let done = scalar(&app, "SELECT COUNT(*) FROM jobs WHERE status = 'done'").await;
+        let n = scalar(&app, "SELECT COUNT(*) FROM checks").await;
+        (n >= N as i64 && done >= first as i64 + 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM checks").await, N as i64);
+    assert_eq!(
+        scalar(&app, "SELECT COUNT(DISTINCT resource_id) FROM checks").await,
+        N as i64
+    );
+    assert_eq!(t.hits("/ok"), N, "each resource was requested once");
+
+    // The next round checks them all again.
+    monitor_sweep(&ctx, round + 60_000).await.unwrap();
+    eventually(30, || async {
+        (scalar(&app, "SELECT COUNT(*) FROM checks").await >= 2 * N as i64).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.hits("/ok"), 2 * N);
+
+    let _ = stop_tx.send(true);
+    second.await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_runs_monitoring_rounds() {
+    let t = Target::start().await;
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: true,
+        },
+        |c| {
+            c.monitor.allow_private_targets = true;
+            c.schedules.monitor.cron = "* * * * * *".into();
+        },
+    )
+    .await;
+    app.register(&app.client, "cron@example.com").await;
+    let r = add(&app, &app.client, &t.url("/ok")).await;
+    let uuid = r["uuid"].as_str().unwrap().to_owned();
+    eventually(15, || async {
+        let (_, v) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+        (v["checks"].as_array().map_or(0, |c| c.len()) >= 2).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn old_checks_roll_up_into_hourly_aggregates_that_still_count_for_uptime() {
+    let t = Target::start().await;
+    let app = TestApp::spawn_with(
+        Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| {
+            c.monitor.allow_private_targets = true;
+            c.monitor.check_retention_days = 7;
+        },
+    )
+    .await;
+    app.register(&app.client, "history@example.com").await;
+    let r = add(&app, &app.client, &t.url("/ok")).await;
+    let uuid = r["uuid"].as_str().unwrap().to_owned();
+    let id = r["id"].as_i64().unwrap();
+    // Three checks ten days ago, in one hour: two up, one down.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let old = (now - 10 * 86_400_000) / 3_600_000 * 3_600_000 + 60_000;
+    for (i, up) in [true, false, true].into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO checks (resource_id, checked_at, status_code, error_kind, \
+             response_time_ms, is_available, final_url) VALUES ($1, $2, $3, NULL, $4, $5, NULL)",
+        )
+        .bind(id)
+        .bind(old + i as i64 * 1000)
+        .bind(if up { 200_i64 } else { 500 })
+        .bind(100_i64)
+        .bind(up)
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    }
+    check_now(&app, &app.client, &uuid).await;
+
+    let ctx = app.app.job_context();
+    assert_eq!(roll_up_checks(&ctx, now).await.unwrap(), 3);
+    assert_eq!(
+        roll_up_checks(&ctx, now).await.unwrap(),
+        0,
+        "nothing left to roll up"
+    );
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM checks").await, 1);
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM check_hourly").await, 1);
+    assert_eq!(
+        scalar(&app, "SELECT CAST(SUM(checks) AS BIGINT) FROM check_hourly").await,
+        3
+    );
+
+    let (_, v) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(
+        v["checks"].as_array().unwrap().len(),
+        1,
+        "raw history is recent only"
+    );
+    assert_eq!(v["uptime"]["24h"], 100.0);
+    assert_eq!(v["uptime"]["7d"], 100.0);
+    assert_eq!(v["uptime"]["30d"], 75.0, "3 of 4 checks were available");
+    app.stop().await;
+}

@@ -1,0 +1,308 @@
+//! Watch: availability checks, the rounds that run them and the failure policy.
+//!
+//! A round (one occurrence of `schedules.monitor`, named by its scheduled time) claims each
+//! resource once through `resources.check_round`, so duplicated batches or several workers never
+//! check a resource twice in one round. The results of a batch are written in one transaction:
+//! the check rows, the resource's `last_*` columns and `unavailable_count`, a `status_changed`
+//! event on every flip of availability (none on the very first check: there is nothing to change
+//! from), and, when `unavailable_count` reaches `max_retries`, the deletion of the resource with
+//! its `resource_deleted` event (which keeps the URL).
+
+use crate::resources::{self, Deleted, ResourceKey};
+use crate::{flag, Result};
+use pulseboard_domain::UnixMillis;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, FromRow, Row};
+
+/// One stored check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub id: i64,
+    pub resource_id: i64,
+    pub checked_at: UnixMillis,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<String>,
+    pub response_time_ms: i64,
+    pub is_available: bool,
+    pub final_url: Option<String>,
+}
+
+impl FromRow<'_, AnyRow> for Check {
+    fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            resource_id: row.try_get("resource_id")?,
+            checked_at: row.try_get("checked_at")?,
+            status_code: row.try_get("status_code")?,
+            error_kind: row.try_get("error_kind")?,
+            response_time_ms: row.try_get("response_time_ms")?,
+            is_available: flag(row, "is_available")?,
+            final_url: row.try_get("final_url")?,
+        })
+    }
+}
+
+const CHECK_COLUMNS: &str =
+    "id, resource_id, checked_at, status_code, error_kind, response_time_ms, is_available, final_url";
+
+/// A check to record.
+#[derive(Debug, Clone)]
+pub struct NewCheck {
+    pub resource_id: i64,
+    pub checked_at: UnixMillis,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<String>,
+    pub response_time_ms: i64,
+    pub is_available: bool,
+    pub final_url: Option<String>,
+}
+
+/// A resource to check.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: i64,
+    pub full_url: String,
+}
+
+/// Ids of resources after `after_id`, in id order (a round pages through all resources).
+pub async fn ids_after(pool: &AnyPool, after_id: i64, limit: i64) -> Result<Vec<i64>> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM resources WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Claims the given resources for `round`: returns those no earlier claim of this (or a later)
+/// round holds. One statement, so two workers racing on the same ids split them.
+pub async fn claim_for_round(pool: &AnyPool, round: i64, ids: &[i64]) -> Result<Vec<Target>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "UPDATE resources SET check_round = $1 \
+         WHERE id IN ({}) AND (check_round IS NULL OR check_round < $1) RETURNING id, full_url",
+        list.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(round);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, full_url)| Target { id, full_url })
+        .collect())
+}
+
+/// A flip of availability, for alerts.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub user_id: i64,
+    pub resource_uuid: String,
+    pub url: String,
+    pub is_available: bool,
+    pub check: NewCheck,
+}
+
+/// What recording a batch did besides storing the checks.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub stored: usize,
+    pub changes: Vec<StatusChange>,
+    pub deleted: Vec<Deleted>,
+}
+
+/// Records the checks of one batch in one transaction and applies the failure policy
+/// (see the module docs). Checks of resources deleted meanwhile are dropped.
+/// `tx` is the caller's transaction (which may enqueue alert jobs with it before committing).
+pub async fn record_batch(
+    tx: &mut AnyConnection,
+    results: &[NewCheck],
+    max_retries: i64,
+    now: UnixMillis,
+) -> Result<Recorded> {
+    let mut out = Recorded::default();
+    for c in results {
+        // Write first: on SQLite this takes the write lock at once (a deferred transaction that
+        // reads, then writes, fails with SQLITE_BUSY when another writer committed in between);
+        // on PostgreSQL it locks the row, so the read below cannot race another recorder.
+        sqlx::query("UPDATE resources SET check_round = check_round WHERE id = $1")
+            .bind(c.resource_id)
+            .execute(&mut *tx)
+            .await?;
+        let prev: Option<AnyRow> =
+            sqlx::query("SELECT last_is_available FROM resources WHERE id = $1")
+                .bind(c.resource_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(prev) = prev else { continue };
+        let was: Option<bool> = match prev.try_get::<Option<bool>, _>("last_is_available") {
+            Ok(b) => b,
+            Err(_) => prev
+                .try_get::<Option<i64>, _>("last_is_available")?
+                .map(|v| v != 0),
+        };
+        let updated: Option<(i64, String, String, i64)> = sqlx::query_as(
+            "UPDATE resources SET last_status_code = $1, last_is_available = $2, \
+             last_checked_at = $3, last_response_time_ms = $4, \
+             unavailable_count = CASE WHEN $5 THEN 0 ELSE unavailable_count + 1 END \
+             WHERE id = $6 RETURNING user_id, uuid, full_url, unavailable_count",
+        )
+        .bind(c.status_code)
+        .bind(c.is_available)
+        .bind(c.checked_at)
+        .bind(c.response_time_ms)
+        .bind(c.is_available)
+        .bind(c.resource_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id, uuid, url, count)) = updated else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO checks (resource_id, checked_at, status_code, error_kind, \
+                                 response_time_ms, is_available, final_url) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(c.resource_id)
+        .bind(c.checked_at)
+        .bind(c.status_code)
+        .bind(c.error_kind.clone())
+        .bind(c.response_time_ms)
+        .bind(c.is_available)
+        .bind(c.final_url.clone())
+        .execute(&mut *tx)
+        .await?;
+        out.stored += 1;
+        if was.is_some_and(|w| w != c.is_available) {
+            resources::insert_event(
+                tx,
+                user_id,
+                &uuid,
+                &url,
+                resources::STATUS_CHANGED,
+                &json!({
+                    "from": if c.is_available { "down" } else { "up" },
+                    "to": if c.is_available { "up" } else { "down" },
+                    "status_code": c.status_code,
+                    "error_kind": c.error_kind,
+                }),
+                now,
+            )
+            .await?;
+            out.changes.push(StatusChange {
+                user_id,
+                resource_uuid: uuid.clone(),
+                url: url.clone(),
+                is_available: c.is_available,
+                check: c.clone(),
+            });
+        }
+        if !c.is_available && count >= max_retries {
+            let details = json!({
+                "reason": "unavailable",
+                "unavailable_count": count,
+                "status_code": c.status_code,
+                "error_kind": c.error_kind,
+            });
+            if let Some(d) =
+                resources::delete_in(tx, user_id, &ResourceKey::Id(c.resource_id), &details, now)
+                    .await?
+            {
+                out.deleted.push(d);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The latest checks of a resource, newest first.
+pub async fn recent(pool: &AnyPool, resource_id: i64, limit: i64) -> Result<Vec<Check>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CHECK_COLUMNS} FROM checks WHERE resource_id = $1 \
+         ORDER BY checked_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(resource_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// (checks, available checks) of a resource since `since`: raw checks plus hourly roll-ups.
+pub async fn uptime(pool: &AnyPool, resource_id: i64, since: UnixMillis) -> Result<(i64, i64)> {
+    let (total, up): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), SUM(CASE WHEN is_available THEN 1 ELSE 0 END) FROM checks \
+         WHERE resource_id = $1 AND checked_at >= $2",
+    )
+    .bind(resource_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    let (old_total, old_up): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT CAST(SUM(checks) AS BIGINT), CAST(SUM(available) AS BIGINT) FROM check_hourly \
+         WHERE resource_id = $1 AND hour_start >= $2",
+    )
+    .bind(resource_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    Ok((
+        total + old_total.unwrap_or(0),
+        up.unwrap_or(0) + old_up.unwrap_or(0),
+    ))
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Rolls raw checks older than `raw_before` up into hourly aggregates (one transaction), and drops
+/// aggregates older than `aggregates_before`. Returns the number of raw checks rolled up.
+pub async fn roll_up(
+    pool: &AnyPool,
+    raw_before: UnixMillis,
+    aggregates_before: UnixMillis,
+) -> Result<u64> {
+    // Whole hours only, so an hour is never half raw and half rolled up.
+    let cutoff = raw_before.div_euclid(HOUR_MS) * HOUR_MS;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO check_hourly (resource_id, hour_start, checks, available, response_ms_sum) \
+         SELECT resource_id, (checked_at / 3600000) * 3600000, COUNT(*), \
+                SUM(CASE WHEN is_available THEN 1 ELSE 0 END), CAST(SUM(response_time_ms) AS BIGINT) \
+         FROM checks WHERE checked_at < $1 GROUP BY resource_id, (checked_at / 3600000) * 3600000 \
+         ON CONFLICT (resource_id, hour_start) DO UPDATE SET \
+             checks = check_hourly.checks + excluded.checks, \
+             available = check_hourly.available + excluded.available, \
+             response_ms_sum = check_hourly.response_ms_sum + excluded.response_ms_sum",
+    )
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    let rolled = sqlx::query("DELETE FROM checks WHERE checked_at < $1")
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM check_hourly WHERE hour_start < $1")
+        .bind(aggregates_before)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rolled)
+}
+
+/// Whether the user wants availability alerts (read in the transaction that records the change).
+pub async fn alerts_wanted(conn: &mut AnyConnection, user_id: i64) -> Result<bool> {
+    let row: Option<AnyRow> = sqlx::query("SELECT alerts_enabled FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(r) => flag(&r, "alerts_enabled")?,
+        None => false,
+    })
+}
