@@ -13,7 +13,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::watch;
 
-type Enqueue = Box<dyn Fn(&Queue, i64) -> Pending + Send + Sync>;
+/// Builds the job of one occurrence (given its time in Unix millis).
+type Enqueue = Box<dyn Fn(i64) -> Pending + Send + Sync>;
 
 /// A job ready to insert: kind, queue and payload.
 pub struct Pending {
@@ -45,7 +46,7 @@ impl Entry {
         name: &str,
         cron: &str,
         tz: &str,
-        make: impl Fn(&Queue, i64) -> Pending + Send + Sync + 'static,
+        make: impl Fn(i64) -> Pending + Send + Sync + 'static,
     ) -> Result<Self, String> {
         Ok(Self {
             name: name.to_owned(),
@@ -89,6 +90,11 @@ impl Scheduler {
         }
     }
 
+    /// The names of the schedules this scheduler fires.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
     pub fn with_tick(mut self, tick: Duration) -> Self {
         self.tick = tick;
         self
@@ -126,7 +132,7 @@ impl Scheduler {
         let Some(occurrence) = entry.due(since, now) else {
             return Ok(false);
         };
-        let pending = (entry.make)(&self.queue, occurrence);
+        let pending = (entry.make)(occurrence);
         let mut tx = db.begin().await?;
         if !jobs::claim_occurrence(&mut tx, &entry.name, occurrence).await? {
             return Ok(false);
@@ -157,7 +163,7 @@ mod tests {
     use super::*;
 
     fn entry(cron: &str, tz: &str) -> Entry {
-        Entry::new("t", cron, tz, |_, _| Pending {
+        Entry::new("t", cron, tz, |_| Pending {
             kind: "k",
             queue: "q",
             payload: "{}".into(),

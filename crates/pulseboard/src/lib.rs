@@ -188,19 +188,17 @@ impl App {
         let s = &self.config.schedules;
         let retention_days = self.config.jobs.retention_days;
         let entries = vec![
-            Entry::new(
-                "cleanup",
-                &s.cleanup.cron,
-                &s.cleanup.timezone,
-                move |_, _| Pending::of(&handlers::Cleanup { retention_days }),
-            )
+            Entry::new("digest", &s.digest.cron, &s.digest.timezone, |_| {
+                Pending::of(&handlers::DigestSweep {})
+            })
             .map_err(anyhow::Error::msg)?,
-            Entry::new(
-                "monitor",
-                &s.monitor.cron,
-                &s.monitor.timezone,
-                |_, round| Pending::of(&handlers::MonitorSweep { round }),
-            )
+            Entry::new("cleanup", &s.cleanup.cron, &s.cleanup.timezone, move |_| {
+                Pending::of(&handlers::Cleanup { retention_days })
+            })
+            .map_err(anyhow::Error::msg)?,
+            Entry::new("monitor", &s.monitor.cron, &s.monitor.timezone, |round| {
+                Pending::of(&handlers::MonitorSweep { round })
+            })
             .map_err(anyhow::Error::msg)?,
         ];
         Ok(Scheduler::new(self.queue.clone(), entries))

@@ -281,7 +281,7 @@ async fn graceful_shutdown_returns_unfinished_jobs_to_the_queue() {
 }
 
 fn every_second() -> Entry {
-    Entry::new("test-tick", "* * * * * *", "UTC", |_, _| {
+    Entry::new("test-tick", "* * * * * *", "UTC", |_| {
         Pending::of(&Noop::default())
     })
     .unwrap()
@@ -308,9 +308,19 @@ async fn two_schedulers_fire_an_occurrence_once() {
 }
 
 #[tokio::test]
+async fn every_configured_schedule_is_registered() {
+    let app = TestApp::spawn().await;
+    let scheduler = app.app.scheduler().unwrap();
+    let mut names = scheduler.names();
+    names.sort();
+    assert_eq!(names, ["cleanup", "digest", "monitor"]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn after_downtime_a_missed_occurrence_fires_once() {
     let app = TestApp::spawn().await;
-    let hourly = Entry::new("hourly", "0 0 * * * *", "UTC", |_, _| {
+    let hourly = Entry::new("hourly", "0 0 * * * *", "UTC", |_| {
         Pending::of(&Noop::default())
     })
     .unwrap();
