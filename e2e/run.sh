@@ -9,7 +9,7 @@
 # data directory, waits for GET /healthz, runs `npm test`, stops the server and
 # exits with the tests' status. The server also allows the origin of a second
 # free port (PULSEBOARD_WEB_PORT) for the cross-origin test. Screenshots and the
-# server log go to e2e/artifacts/.
+# server log go to e2e/artifacts/; the README's screenshots to docs/screenshots/.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,7 +75,8 @@ trap cleanup EXIT INT TERM
 echo "run.sh: starting $BIN all on $URL (data in $DATA_DIR, log in $LOG)"
 (
   cd "$ROOT"
-  exec env PULSEBOARD_DATA_DIR="$DATA_DIR" PULSEBOARD_HTTP__PORT="$PORT" PULSEBOARD_HTTP__HOST=127.0.0.1 \
+  # PULSEBOARD_BIN is this script's setting, not a config key: the server would refuse it.
+  exec env -u PULSEBOARD_BIN PULSEBOARD_DATA_DIR="$DATA_DIR" PULSEBOARD_HTTP__PORT="$PORT" PULSEBOARD_HTTP__HOST=127.0.0.1 \
     PULSEBOARD_HTTP__CORS_ORIGINS="[http://127.0.0.1:$WEB_PORT]" \
     "$BIN" all
 ) >"$LOG" 2>&1 &
@@ -103,7 +104,9 @@ fi
 echo "run.sh: server is up"
 
 status=0
-PULSEBOARD_URL="$URL" PULSEBOARD_WEB_PORT="$WEB_PORT" npm test || status=$?
+# The admin tests promote a user with `pulseboard user promote` against this server's data.
+PULSEBOARD_URL="$URL" PULSEBOARD_WEB_PORT="$WEB_PORT" PULSEBOARD_E2E_BIN="$BIN" PULSEBOARD_E2E_DATA_DIR="$DATA_DIR" \
+  npm test || status=$?
 if [ "$status" -ne 0 ]; then
   echo "run.sh: tests failed (status $status); last lines of the server log:" >&2
   tail -n 30 "$LOG" >&2 || true

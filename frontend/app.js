@@ -19,6 +19,7 @@ import {
 import { mountBoard, resetBoard, flushAllSaves } from "./board.js";
 import { mountResources, mountResource, mountFeed } from "./watch.js";
 import { mountLogs } from "./livelog.js";
+import { mountJobs } from "./jobs.js";
 
 const state = {
   user: null,
@@ -113,17 +114,25 @@ function renderHeader() {
   email.textContent = state.user ? state.user.email : "";
   email.title = state.user ? state.user.email : "";
   $("main-nav").hidden = !state.user;
-  const logsTab = document.querySelector('[data-route="logs"]');
-  logsTab.hidden = !(state.user && state.user.role === "admin");
+  const isAdmin = !!(state.user && state.user.role === "admin");
+  for (const tab of document.querySelectorAll("#main-nav [data-admin]")) tab.hidden = !isAdmin;
   markActiveTab();
 }
 
 function markActiveTab() {
   const { name } = currentRoute();
-  for (const a of document.querySelectorAll("#main-nav [data-route]")) {
+  const nav = $("main-nav");
+  for (const a of nav.querySelectorAll("[data-route]")) {
     const active = a.dataset.route === name;
     if (active) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
+    // On a narrow screen the tabs scroll sideways: keep the current one in view.
+    if (active && !nav.hidden && !a.hidden && nav.scrollWidth > nav.clientWidth) {
+      const nr = nav.getBoundingClientRect();
+      const ar = a.getBoundingClientRect();
+      if (ar.right > nr.right) nav.scrollLeft += ar.right - nr.right + 8;
+      else if (ar.left < nr.left) nav.scrollLeft -= nr.left - ar.left + 8;
+    }
   }
 }
 
@@ -304,6 +313,7 @@ function currentRoute() {
     arg = decodeURIComponent(path.slice("/resources/".length));
   } else if (path === "/feed") name = "feed";
   else if (path === "/admin/logs") name = "logs";
+  else if (path === "/admin/jobs") name = "jobs";
   const tabName = name === "resource" ? "resources" : name;
   return { name: tabName, view: name, arg, params, path, raw };
 }
@@ -370,6 +380,14 @@ function route({ force = false } = {}) {
             view.appendChild(messagePanel(t("logs.adminOnly"), t("logs.adminOnlyHint")));
           }
           title = t("logs.title");
+          break;
+        case "jobs":
+          if (state.user.role === "admin") {
+            result = mountJobs(view, ctx);
+          } else {
+            view.appendChild(messagePanel(t("logs.adminOnly"), t("jobs.adminOnlyHint")));
+          }
+          title = t("jobs.title");
           break;
         default:
           view.appendChild(messagePanel(t("notFound.title"), t("notFound.text"), h("a", { href: "#/", class: "button primary" }, t("notFound.back"))));

@@ -98,7 +98,9 @@ export function mountLogs(container) {
     h("span", null, t("logs.pdf"))
   );
   const conn = h("span", { class: "conn", "data-state": "connecting", "data-testid": "log-connection", role: "status" });
-  const output = h("ol", { class: "log-lines", role: "log", "aria-live": "off", "aria-label": t("logs.title"), tabindex: "0", "data-testid": "log-lines" });
+  // The scrolling box is the log region (focusable, so it can be scrolled with the keyboard);
+  // the lines inside stay a list.
+  const output = h("ol", { class: "log-lines", "data-testid": "log-lines" });
   const emptyNote = h("p", { class: "muted log-empty", "data-testid": "log-empty" }, t("logs.empty"));
 
   const page = h(
@@ -115,7 +117,7 @@ export function mountLogs(container) {
         h("div", { class: "filter grow" }, h("label", { for: "log-search" }, t("logs.search")), searchInput),
         h("div", { class: "filter filter-actions" }, pauseBtn, clearBtn, pdfLink)
       ),
-      h("div", { class: "log-scroll" }, output, emptyNote)
+      h("div", { class: "log-scroll", role: "log", "aria-live": "off", "aria-label": t("logs.title"), tabindex: "0", "data-testid": "log-scroll" }, output, emptyNote)
     )
   );
   container.appendChild(page);

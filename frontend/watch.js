@@ -18,6 +18,8 @@ import {
 } from "./dom.js";
 
 const IMPORT_KEY = "pulseboard.importRequest";
+const CAPTURE_POLL_MS = 1500;
+const CAPTURE_WAIT_MS = 30000;
 const PER_PAGE_CHOICES = [10, 25, 50, 100];
 
 function notAvailable(feature) {
@@ -516,11 +518,13 @@ export function mountResource(container, ctx) {
     );
 
     // Screenshot
+    let shotSig = screenshotSig(data.screenshot || r.screenshot);
     const shotBox = h("div", { class: "screenshot", "data-testid": "screenshot" }, loadingBlock());
     const shotInput = h("input", { type: "file", id: "shot-file", name: "file", accept: "image/png,image/jpeg,image/webp", "data-testid": "screenshot-input" });
     const shotProgress = h("progress", { max: 100, value: 0, hidden: true, "aria-label": t("resources.uploadProgress") });
     const shotUpload = h("button", { type: "submit", class: "button small" }, icon(ICONS.upload, { size: 16 }), h("span", null, t("resource.uploadShot")));
-    const shotForm = h("form", { class: "shot-form", novalidate: true }, h("label", { for: "shot-file", class: "visually-hidden" }, t("resource.shotFile")), shotInput, shotUpload, shotProgress, h("div", { class: "form-error", role: "alert", hidden: true }));
+    const captureBtn = h("button", { type: "button", class: "button small", "data-testid": "capture-button" }, icon(ICONS.camera, { size: 16 }), h("span", null, t("resource.capture")));
+    const shotForm = h("form", { class: "shot-form", novalidate: true, "data-testid": "screenshot-form" }, h("label", { for: "shot-file", class: "visually-hidden" }, t("resource.shotFile")), shotInput, shotUpload, captureBtn, shotProgress, h("div", { class: "form-error", role: "alert", hidden: true }));
     shotForm.addEventListener("submit", async (e) => {
       e.preventDefault();
       clearFormErrors(shotForm);
@@ -534,7 +538,8 @@ export function mountResource(container, ctx) {
       setBusy(shotUpload, true);
       shotProgress.hidden = false;
       try {
-        await upload(`/resources/${encodeURIComponent(r.uuid || uuid)}`, fd, { onProgress: (f) => (shotProgress.value = f === null ? 0 : Math.round(f * 100)) });
+        const saved = await upload(`/resources/${encodeURIComponent(r.uuid || uuid)}`, fd, { onProgress: (f) => (shotProgress.value = f === null ? 0 : Math.round(f * 100)) });
+        if (saved && typeof saved === "object") shotSig = screenshotSig(saved);
         shotInput.value = "";
         toast(t("resource.shotUploaded"), { kind: "success" });
         loadShot();
@@ -545,27 +550,68 @@ export function mountResource(container, ctx) {
         shotProgress.hidden = true;
       }
     });
-    const captureBtn = h("button", { type: "button", class: "button small", "data-testid": "capture-button" }, icon(ICONS.camera, { size: 16 }), h("span", null, t("resource.capture")));
+    // "Capture now": the server queues a capture job (202) or says why it can't (503 with a
+    // message, e.g. no Chromium on the server). After a 202, watch GET /resources/{uuid} until
+    // its screenshot changes, then show the new image.
+    const captureStatus = h("p", { class: "capture-status", role: "status", "data-testid": "capture-status", hidden: true });
+    const setCaptureStatus = (message, kind = "info") => {
+      captureStatus.hidden = !message;
+      captureStatus.textContent = message || "";
+      captureStatus.dataset.kind = kind;
+    };
     captureBtn.addEventListener("click", async () => {
+      clearTimeout(shotTimer);
       setBusy(captureBtn, true);
+      setCaptureStatus(t("resource.captureRequesting"));
+      const before = shotSig;
+      let res;
       try {
-        await request("POST", `/resources/${encodeURIComponent(r.uuid || uuid)}/screenshot/capture`);
-        toast(t("resource.captureQueued"), { kind: "info" });
-        let tries = 0;
-        const retry = () => {
-          if (!alive || tries++ > 20) return;
-          shotTimer = setTimeout(async () => {
-            const had = shotUrl;
-            await loadShot(true);
-            if (shotUrl === had) retry();
-          }, 3000);
-        };
-        retry();
+        res = await request("POST", `/resources/${encodeURIComponent(r.uuid || uuid)}/screenshot/capture`);
       } catch (err) {
-        toast(err.status === 404 || err.status === 405 ? t("watch.notAvailableText") : errorMessage(err), { kind: "error" });
-      } finally {
+        if (!alive) return;
         setBusy(captureBtn, false);
+        let message;
+        if (err.status === 404 || err.status === 405) message = t("resource.captureUnsupported");
+        else if (err.status === 503) message = err.serverMessage || t("resource.captureUnavailable");
+        else message = errorMessage(err);
+        setCaptureStatus(message, "error");
+        return;
       }
+      if (!alive) return;
+      const jobId = res && (res.job_id ?? res.id);
+      setCaptureStatus(jobId !== undefined && jobId !== null ? t("resource.capturingJob", { id: jobId }) : t("resource.capturing"));
+      const started = Date.now();
+      const poll = async () => {
+        if (!alive) return;
+        try {
+          const fresh = await request("GET", `/resources/${encodeURIComponent(r.uuid || uuid)}`);
+          if (!alive) return;
+          const sig = screenshotSig(fresh && fresh.screenshot);
+          if (sig && sig !== before) {
+            shotSig = sig;
+            await loadShot(true);
+            if (!alive) return;
+            setBusy(captureBtn, false);
+            setCaptureStatus(t("resource.captureDone"), "success");
+            return;
+          }
+        } catch (err) {
+          if (!alive) return;
+          if (err.status === 404) {
+            setBusy(captureBtn, false);
+            setCaptureStatus(t("resource.notFound"), "error");
+            return;
+          }
+          /* a network hiccup: try again until the time is up */
+        }
+        if (Date.now() - started >= CAPTURE_WAIT_MS) {
+          setBusy(captureBtn, false);
+          setCaptureStatus(t("resource.captureSlow"));
+          return;
+        }
+        shotTimer = setTimeout(poll, CAPTURE_POLL_MS);
+      };
+      shotTimer = setTimeout(poll, CAPTURE_POLL_MS);
     });
 
     async function loadShot(quiet = false) {
@@ -595,7 +641,7 @@ export function mountResource(container, ctx) {
       ),
       h("div", { class: "panel" }, facts),
       h("div", { class: "panel" }, h("h2", null, t("resource.history")), checksChart(checks), checksTable(checks)),
-      h("div", { class: "two-up" }, h("div", { class: "panel" }, h("h2", null, t("resource.screenshot")), shotBox, h("div", { class: "inline-row wrap" }, captureBtn), shotForm), h("div", { class: "panel" }, h("h2", null, t("resource.events")), eventList(events.map(normalizeEvent), { linkResources: false })))
+      h("div", { class: "two-up" }, h("div", { class: "panel" }, h("h2", null, t("resource.screenshot")), shotBox, shotForm, captureStatus), h("div", { class: "panel" }, h("h2", null, t("resource.events")), eventList(events.map(normalizeEvent), { linkResources: false })))
     );
     loadShot();
   }
@@ -606,6 +652,12 @@ export function mountResource(container, ctx) {
     clearTimeout(shotTimer);
     if (shotUrl) URL.revokeObjectURL(shotUrl);
   };
+}
+
+/** What identifies one stored screenshot, to notice when a capture has replaced it. */
+function screenshotSig(shot) {
+  if (!shot || typeof shot !== "object") return "";
+  return JSON.stringify([shot.created_at ?? null, shot.size_bytes ?? null, shot.url ?? null, shot.source ?? null]);
 }
 
 function fact(label, value) {

@@ -3,6 +3,7 @@
 // The server is NOT started here: set PULSEBOARD_URL to a running instance
 // (run.sh starts the real binary and sets it).
 import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +11,12 @@ import { fileURLToPath } from "node:url";
 export const BASE_URL = (process.env.PULSEBOARD_URL || "http://127.0.0.1:8080").replace(/\/+$/, "");
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "artifacts");
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The README's screenshots, overwritten by each run. */
+export const DOCS_SCREENSHOTS = path.join(ROOT, "docs", "screenshots");
+/** Set by run.sh: the binary it started and that server's data directory (for `pulseboard user promote`). */
+export const SERVER_BIN = process.env.PULSEBOARD_E2E_BIN || "";
+export const SERVER_DATA_DIR = process.env.PULSEBOARD_E2E_DATA_DIR || "";
 export const CHROMIUM_ARGS = [
   "--headless",
   "--no-sandbox",
@@ -30,9 +37,9 @@ export async function launch() {
  * A fresh browser context (own cookies) and page. Uncaught page errors are
  * collected in `page.errors` so that tests can assert the app never crashed.
  */
-export async function newPage(browser, { locale = "en-US", colorScheme = "light", viewport = { width: 1280, height: 860 } } = {}) {
+export async function newPage(browser, { locale = "en-US", colorScheme = "light", viewport = { width: 1280, height: 860 }, storageState } = {}) {
   // Reduced motion: checks (axe contrast, screenshots) must never sample an element mid-animation.
-  const context = await browser.newContext({ baseURL: BASE_URL, locale, colorScheme, viewport, reducedMotion: "reduce" });
+  const context = await browser.newContext({ baseURL: BASE_URL, locale, colorScheme, viewport, reducedMotion: "reduce", storageState });
   context.setDefaultTimeout(15000);
   const page = await context.newPage();
   page.errors = [];
@@ -102,6 +109,89 @@ export async function waitForSaves(page) {
 export async function screenshot(page, name) {
   await page.waitForTimeout(250); // let dialog and toast animations finish
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/**
+ * A screenshot for the README: the visible 1280×800 viewport as PNG in docs/screenshots/<name>.png,
+ * overwritten on each run. Toasts are hidden so that the picture shows the page itself.
+ */
+export async function docScreenshot(page, name, { scrollTo } = {}) {
+  fs.mkdirSync(DOCS_SCREENSHOTS, { recursive: true });
+  const before = page.viewportSize();
+  const size = { width: 1280, height: 800 };
+  if (!before || before.width !== size.width || before.height !== size.height) await page.setViewportSize(size);
+  const hideToasts = (hide) =>
+    page.evaluate((on) => {
+      for (const el of document.querySelectorAll("#toasts")) el.style.visibility = on ? "hidden" : "";
+    }, hide);
+  await hideToasts(true);
+  try {
+    // After the resize: scroll so that this element ends at the bottom of the picture.
+    if (scrollTo) await scrollTo.evaluate((el) => el.scrollIntoView({ block: "end" }));
+    await page.waitForTimeout(250); // let dialog animations and layout settle
+    await page.screenshot({ path: path.join(DOCS_SCREENSHOTS, `${name}.png`), fullPage: false, animations: "disabled", caret: "hide" });
+  } finally {
+    await hideToasts(false);
+    if (before && (before.width !== size.width || before.height !== size.height)) await page.setViewportSize(before);
+  }
+}
+
+/** Why the admin tests cannot make an administrator here, or null when they can. */
+export function adminUnavailableReason() {
+  if (!SERVER_BIN || !SERVER_DATA_DIR) return "PULSEBOARD_E2E_BIN / PULSEBOARD_E2E_DATA_DIR are not set (run.sh sets them)";
+  if (!fs.existsSync(SERVER_BIN)) return `the server binary ${SERVER_BIN} is missing`;
+  return null;
+}
+
+/**
+ * Make a registered user an administrator with `pulseboard user promote EMAIL` against the
+ * server's database, then renew the browser's access token (the role is carried in the token
+ * and read afresh on refresh). The caller reloads its pages.
+ */
+export async function promoteToAdmin(context, email) {
+  // Every PULSEBOARD_* variable is read as a config key, so drop the test harness's own.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^PULSEBOARD_(URL|WEB_PORT|BIN|E2E_\w+)$/.test(k)));
+  execFileSync(SERVER_BIN, ["user", "promote", email], {
+    cwd: ROOT,
+    env: { ...env, PULSEBOARD_DATA_DIR: SERVER_DATA_DIR },
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 30000,
+  });
+  const res = await context.request.post(`${BASE_URL}/session/refresh`);
+  if (!res.ok()) throw new Error(`POST /session/refresh after promotion answered ${res.status()}`);
+  const user = await (await context.request.get(`${BASE_URL}/user`)).json();
+  if (user.role !== "admin") throw new Error(`the promoted user's role is ${JSON.stringify(user.role)}`);
+}
+
+/** The SQLite database of the server under test, or null (PostgreSQL, or not started by run.sh). */
+export function sqliteDatabase() {
+  if (!SERVER_DATA_DIR || process.env.DATABASE_URL) return null;
+  const file = path.join(SERVER_DATA_DIR, "pulseboard.db");
+  return fs.existsSync(file) ? file : null;
+}
+
+/**
+ * Put jobs straight into the server's SQLite job table (python3's sqlite3 module), as a
+ * producer we don't have an endpoint for would. Returns their ids.
+ */
+export function insertJobs(dbFile, jobs) {
+  const script = `
+import json, sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=15)
+now = int(time.time() * 1000)
+ids = []
+for job in json.loads(sys.argv[2]):
+    cur = db.execute(
+        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) "
+        "VALUES (?, ?, ?, 'queued', 0, 5, ?, ?, ?)",
+        (job["queue"], job["kind"], json.dumps(job["payload"]), now, now, now),
+    )
+    ids.append(cur.lastrowid)
+db.commit()
+print(json.dumps(ids))
+`;
+  const out = execFileSync("python3", ["-c", script, dbFile, JSON.stringify(jobs)], { encoding: "utf8", timeout: 30000 });
+  return JSON.parse(out.trim());
 }
 
 export function taskItem(page, listTestId, title) {

@@ -14,6 +14,7 @@ import {
   titles,
   waitForSaves,
   screenshot,
+  docScreenshot,
   taskItem,
 } from "../lib/harness.mjs";
 
@@ -171,6 +172,7 @@ test("editing a task in the dialog saves by itself and persists after reload", a
   await dialog.waitFor({ state: "visible" });
   assert.equal(await pageA.getByTestId("task-title-input").inputValue(), "Write the quarterly report");
   assert.equal(await pageA.getByTestId("task-description-input").inputValue(), "Numbers from finance\nCharts from marketing");
+  await docScreenshot(pageA, "board-task");
 
   // An empty title is not sent and is reported in the dialog.
   await pageA.getByTestId("task-title-input").fill("");
@@ -230,6 +232,7 @@ test("ticking Done in the dialog moves the task to the done list", async () => {
   await taskItem(pageA, "done-list", "Buy milk").waitFor();
   assert.deepEqual(await titles(pageA, "done-list"), ["Buy milk"]);
   await screenshot(pageA, "07-board-with-done");
+  await docScreenshot(pageA, "board");
 
   // The checkbox in the list moves it back, and forth again.
   // (click, not uncheck(): the item moves to the other list at once)
