@@ -5,6 +5,8 @@
 //! markdown row per scenario: throughput and latency as the median of the runs (with the spread),
 //! and the server's CPU seconds and peak RSS read from /proc.
 
+mod digest;
+mod monitor;
 mod server;
 
 use anyhow::{bail, Context, Result};
@@ -34,7 +36,13 @@ struct Row {
     cpu_s: f64,
     peak_rss_mb: f64,
     target: &'static str,
+    /// Figures that do not fit the table's columns (printed below it).
+    notes: Vec<String>,
 }
+
+/// The broker of `jobs-noop-amqp` (RabbitMQ's defaults on this machine) and the queue names it uses.
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const AMQP_PREFIX: &str = "pb_bench";
 
 const SCENARIOS: &[&str] = &[
     "tasks-read",
@@ -43,7 +51,11 @@ const SCENARIOS: &[&str] = &[
     "import-100k",
     "resources-list",
     "jobs-noop",
+    "jobs-noop-amqp",
     "idle-rss",
+    "monitor-10k",
+    "monitor-100k",
+    "digest-100k",
 ];
 
 #[tokio::main]
@@ -77,11 +89,23 @@ async fn main() -> Result<()> {
     let bin = server::binary()?;
     println!("| scenario | backend | throughput (median, min–max) | p50 | p99 | server CPU s | peak RSS | target |");
     println!("|---|---|---|---|---|---|---|---|");
+    let mut notes = vec![];
     for name in chosen {
         let row = run(&name, &bin, &opts)
             .await
             .with_context(|| format!("scenario {name}"))?;
         print_row(&row);
+        notes.extend(
+            row.notes
+                .iter()
+                .map(|n| format!("- {} ({}): {n}", row.scenario, row.backend)),
+        );
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("{n}");
+        }
     }
     Ok(())
 }
@@ -185,10 +209,29 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
         "import-100k" => ("URLs/s", "100k in ≤ 3 s"),
         "resources-list" => ("req/s", "≥ 5,000 req/s"),
         "jobs-noop" => ("jobs/s", "≥ 2,000 jobs/s (SQLite)"),
+        "jobs-noop-amqp" => ("jobs/s", "≥ 5,000 jobs/s (RabbitMQ)"),
+        "monitor-10k" => ("checks/s", "round of 10k ≤ 10 s, API p99 < 50 ms"),
+        "monitor-100k" => ("checks/s", "round of 100k ≤ 60 s, API p99 < 50 ms"),
+        "digest-100k" => ("mails/s", "≤ 60 s, peak RSS < 200 MB (SQLite)"),
         _ => ("", "—"),
     };
+    let mut notes = vec![];
+    let env = match name {
+        "monitor-10k" | "monitor-100k" => monitor::server_env(),
+        "digest-100k" => digest::server_env(),
+        "jobs-noop-amqp" => vec![
+            ("AMQP_URL", AMQP_URL),
+            ("PULSEBOARD_JOBS__AMQP_PREFIX", AMQP_PREFIX),
+        ],
+        _ => vec![],
+    };
+    let backend = if name == "jobs-noop-amqp" {
+        format!("{backend}+rabbitmq")
+    } else {
+        backend
+    };
     for _ in 0..o.runs {
-        let server = Server::start(bin, o.postgres.as_deref(), &[]).await?;
+        let server = Server::start(bin, o.postgres.as_deref(), &env).await?;
         let client = server.client();
         let base = server.base.clone();
         let sample = match name {
@@ -286,6 +329,22 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
                 }
             }
             "jobs-noop" => server.drain_noop_jobs(20_000).await?,
+            "jobs-noop-amqp" => server.drain_noop_jobs(20_000).await?,
+            "monitor-10k" | "monitor-100k" => {
+                let n = if name == "monitor-10k" {
+                    10_000
+                } else {
+                    100_000
+                };
+                let r = monitor::round(&server, n).await?;
+                notes.extend(r.notes);
+                r.sample
+            }
+            "digest-100k" => {
+                let r = digest::run(&server, 100_000).await?;
+                notes.extend(r.notes);
+                r.sample
+            }
             "idle-rss" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 Sample {
@@ -297,6 +356,19 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
             other => bail!("unknown scenario {other}"),
         };
         let (c, r) = server.stop().await?;
+        if name == "jobs-noop-amqp" {
+            // The same queue names every run: leave none behind (once the server is gone, or
+            // its relay would declare them again).
+            let opts = pulseboard_jobs::amqp::AmqpOptions {
+                url: AMQP_URL.into(),
+                prefix: AMQP_PREFIX.into(),
+                prefetch: 1,
+                quorum: false,
+                republish_after: Duration::from_secs(600),
+                poll_interval: Duration::from_millis(250),
+            };
+            pulseboard_jobs::amqp::delete_topology(&opts, pulseboard_jobs::ALL_QUEUES).await?;
+        }
         cpu += c / o.runs as f64;
         rss = f64::max(rss, r);
         samples.push(sample);
@@ -309,5 +381,6 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
         cpu_s: cpu,
         peak_rss_mb: rss,
         target,
+        notes,
     })
 }

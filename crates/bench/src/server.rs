@@ -195,6 +195,36 @@ impl Server {
         })
     }
 
+    /// A small pool on the server's database, for seeding and watching from the harness.
+    pub async fn connect_db(&self) -> Result<pulseboard_storage::Db> {
+        Ok(pulseboard_storage::Db::connect(
+            &self.database_url,
+            &pulseboard_storage::ConnectOptions {
+                max_connections: 4,
+                busy_timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(5),
+            },
+        )
+        .await?)
+    }
+
+    /// The server's CPU seconds (user + system) so far.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        Ok((fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / 100.0)
+    }
+
+    /// The server's data folder (outbox, SQLite file).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     /// Stops the server; returns its CPU seconds and peak RSS in MB.
     pub async fn stop(mut self) -> Result<(f64, f64)> {
         let pid = self.child.id();

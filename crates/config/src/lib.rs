@@ -25,6 +25,8 @@ pub struct Config {
     pub monitor: Monitor,
     pub mail: Mail,
     pub logging: Logging,
+    pub blobs: Blobs,
+    pub screenshots: Screenshots,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -43,6 +45,8 @@ pub struct Http {
     pub json_body_limit_bytes: usize,
     pub upload_limit_bytes: usize,
     pub request_timeout_secs: u64,
+    /// Multipart uploads (ZIP imports, screenshots) get this long instead of `request_timeout_secs`.
+    pub upload_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub cors_origins: Vec<String>,
 }
@@ -90,6 +94,17 @@ pub struct Jobs {
     pub lease_secs: u64,
     pub shutdown_grace_secs: u64,
     pub retention_days: u64,
+    /// Empty: the queue lives in the database. amqp://…: RabbitMQ carries the jobs.
+    pub amqp_url: String,
+    /// Broker names: queues `<prefix>.<queue>`, dead letters in `<prefix>.dead`.
+    pub amqp_prefix: String,
+    /// Unacknowledged messages a worker holds at once from a queue of short jobs (email,
+    /// maintenance); queues of long jobs get one per free slot.
+    pub amqp_prefetch: u16,
+    /// Quorum queues (replicated across a RabbitMQ cluster) instead of classic durable ones.
+    pub amqp_quorum: bool,
+    /// A job published this long ago and still not picked up is published again.
+    pub amqp_republish_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,7 +118,10 @@ pub struct Schedule {
 #[serde(deny_unknown_fields)]
 pub struct Schedules {
     pub digest: Schedule,
+    /// Availability rounds: every resource without its own check interval.
     pub monitor: Schedule,
+    /// Frequent sweep for resources with their own interval whose next check is due.
+    pub monitor_due: Schedule,
     pub cleanup: Schedule,
 }
 
@@ -115,6 +133,8 @@ pub struct Monitor {
     pub max_redirects: u32,
     pub concurrency: usize,
     pub per_host_concurrency: usize,
+    /// Resources per check job.
+    pub batch_size: usize,
     pub allow_private_targets: bool,
     /// Host names the SSRF guard lets through even when private targets are not allowed.
     #[serde(default)]
@@ -123,6 +143,9 @@ pub struct Monitor {
     pub check_retention_days: u32,
     /// Hourly aggregates are kept this long.
     pub aggregate_retention_days: u32,
+    /// Bounds of a resource's own `check_interval_secs` (API validation).
+    pub min_check_interval_secs: u64,
+    pub max_check_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +172,50 @@ pub struct Logging {
     pub file_backups: usize,
     pub buffer_lines: usize,
     pub default_lines: usize,
+}
+
+/// Where blobs (screenshots) are stored. Credentials never live here: the `AWS_*` environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blobs {
+    /// Empty: `<data_dir>/blobs`; `file:///path`; `s3://bucket[/prefix]`.
+    pub url: String,
+    /// S3: an S3-compatible endpoint; empty: `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint: String,
+    /// S3: empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
+    pub region: String,
+    /// S3: allow a plain-http endpoint (local MinIO, test servers).
+    pub allow_http: bool,
+    /// S3: one request, retries included.
+    pub timeout_secs: u64,
+}
+
+/// Whether `POST /resources/{uuid}/screenshot/capture` accepts captures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// When this process finds Chromium (one process doing everything; 503 otherwise).
+    Auto,
+    /// Always: the workers have Chromium even if this API process does not (the compose stack).
+    Always,
+    /// Never: captures are switched off (503).
+    Never,
+}
+
+/// Screenshot capture with headless Chromium.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Screenshots {
+    pub capture: CaptureMode,
+    /// Empty: the first of /usr/bin/chromium, chromium, chromium-browser, google-chrome,
+    /// google-chrome-stable on PATH.
+    pub chromium_path: String,
+    /// Pages (captures) open at once per worker process, in its one browser.
+    pub max_pages: usize,
+    /// One capture: navigation, rendering and the screenshot.
+    pub timeout_secs: u64,
+    pub viewport_width: u32,
+    pub viewport_height: u32,
 }
 
 /// A configuration problem, already phrased for the operator.
@@ -189,6 +256,11 @@ impl Config {
                 Env::raw()
                     .only(&["SMTP_URL"])
                     .map(|_| "mail.smtp_url".into()),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["AMQP_URL"])
+                    .map(|_| "jobs.amqp_url".into()),
             );
         Self::from_figment(figment)
     }
@@ -257,6 +329,13 @@ impl Config {
             self.http.upload_limit_bytes as u64,
         )?;
         positive("http.request_timeout_secs", self.http.request_timeout_secs)?;
+        if self.http.upload_timeout_secs < self.http.request_timeout_secs {
+            return bad(
+                "http.upload_timeout_secs",
+                &self.http.upload_timeout_secs,
+                "must be at least http.request_timeout_secs",
+            );
+        }
         let url = &self.database.url;
         if !(url.is_empty()
             || url.starts_with("sqlite:")
@@ -310,9 +389,33 @@ impl Config {
                 "must be greater than jobs.timeout_secs, or a slow job would run twice",
             );
         }
+        let amqp = &self.jobs.amqp_url;
+        if !(amqp.is_empty() || amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
+            return bad(
+                "jobs.amqp_url",
+                &redact_url(amqp),
+                "must be empty (queue in the database), amqp://user:pass@host:5672/%2f or amqps://…:5671/%2f",
+            );
+        }
+        if self.jobs.amqp_prefix.is_empty()
+            || !self
+                .jobs
+                .amqp_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return bad(
+                "jobs.amqp_prefix",
+                &self.jobs.amqp_prefix,
+                "must be letters, digits, '.', '_' or '-'",
+            );
+        }
+        positive("jobs.amqp_prefetch", self.jobs.amqp_prefetch as u64)?;
+        positive("jobs.amqp_republish_secs", self.jobs.amqp_republish_secs)?;
         for (name, s) in [
             ("digest", &self.schedules.digest),
             ("monitor", &self.schedules.monitor),
+            ("monitor_due", &self.schedules.monitor_due),
             ("cleanup", &self.schedules.cleanup),
         ] {
             if let Err(e) = cron::Schedule::from_str(&s.cron) {
@@ -337,6 +440,7 @@ impl Config {
             "monitor.per_host_concurrency",
             self.monitor.per_host_concurrency as u64,
         )?;
+        positive("monitor.batch_size", self.monitor.batch_size as u64)?;
         positive(
             "monitor.check_retention_days",
             self.monitor.check_retention_days as u64,
@@ -345,6 +449,17 @@ impl Config {
             "monitor.aggregate_retention_days",
             self.monitor.aggregate_retention_days as u64,
         )?;
+        positive(
+            "monitor.min_check_interval_secs",
+            self.monitor.min_check_interval_secs,
+        )?;
+        if self.monitor.max_check_interval_secs < self.monitor.min_check_interval_secs {
+            return bad(
+                "monitor.max_check_interval_secs",
+                &self.monitor.max_check_interval_secs,
+                "must be at least monitor.min_check_interval_secs",
+            );
+        }
         if !self.mail.from.contains('@') {
             return bad(
                 "mail.from",
@@ -377,12 +492,112 @@ impl Config {
             );
         }
         positive("logging.buffer_lines", self.logging.buffer_lines as u64)?;
+        self.validate_blobs_and_screenshots()?;
         if self.logging.default_lines == 0 || self.logging.default_lines > self.logging.buffer_lines
         {
             return bad(
                 "logging.default_lines",
                 &self.logging.default_lines,
                 "must be between 1 and logging.buffer_lines",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_blobs_and_screenshots(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            Err(ConfigError(format!(
+                "invalid config key `{key}` = `{value}`: {allowed}"
+            )))
+        };
+        let b = &self.blobs;
+        let url = b.url.trim();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-'
+                })
+                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !bucket_ok {
+                return bad(
+                    "blobs.url",
+                    &url,
+                    "the bucket must be 3-63 lower-case letters, digits, '.' or '-' (s3://bucket[/prefix])",
+                );
+            }
+            let prefix = prefix.trim_matches('/');
+            let prefix_ok = prefix.is_empty()
+                || prefix.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg.bytes().all(|c| c.is_ascii_graphic() && c != b'\\')
+                });
+            if !prefix_ok {
+                return bad(
+                    "blobs.url",
+                    &url,
+                    "the prefix must be folder names separated by '/', e.g. s3://bucket/pulseboard",
+                );
+            }
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return bad(
+                    "blobs.url",
+                    &url,
+                    "file:// needs an absolute path, e.g. file:///var/lib/pulseboard/blobs",
+                );
+            }
+        } else if !url.is_empty() {
+            return bad(
+                "blobs.url",
+                &url,
+                "must be empty (<data_dir>/blobs), file:///absolute/path or s3://bucket[/prefix]",
+            );
+        }
+        let endpoint = b.endpoint.trim();
+        if !endpoint.is_empty() {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return bad(
+                    "blobs.endpoint",
+                    &endpoint,
+                    "must be empty (AWS_ENDPOINT_URL or AWS) or http(s)://host[:port]",
+                );
+            }
+            if endpoint.starts_with("http://") && !b.allow_http {
+                return bad(
+                    "blobs.allow_http",
+                    &b.allow_http,
+                    "must be true to use the plain-http endpoint in blobs.endpoint",
+                );
+            }
+        }
+        positive("blobs.timeout_secs", b.timeout_secs)?;
+        let s = &self.screenshots;
+        if !(1..=16).contains(&s.max_pages) {
+            return bad(
+                "screenshots.max_pages",
+                &s.max_pages,
+                "must be from 1 to 16",
+            );
+        }
+        positive("screenshots.timeout_secs", s.timeout_secs)?;
+        if !(320..=3840).contains(&s.viewport_width) {
+            return bad(
+                "screenshots.viewport_width",
+                &s.viewport_width,
+                "must be from 320 to 3840 pixels",
+            );
+        }
+        if !(200..=2160).contains(&s.viewport_height) {
+            return bad(
+                "screenshots.viewport_height",
+                &s.viewport_height,
+                "must be from 200 to 2160 pixels",
             );
         }
         Ok(())
@@ -564,6 +779,35 @@ mod tests {
             ),
             ("PULSEBOARD_LOGGING__LEVEL", "loud", "logging.level"),
             ("PULSEBOARD_ENV", "staging", "env"),
+            ("PULSEBOARD_BLOBS__URL", "gs://bucket", "blobs.url"),
+            ("PULSEBOARD_BLOBS__URL", "s3://No_Such", "blobs.url"),
+            ("PULSEBOARD_BLOBS__URL", "file://relative", "blobs.url"),
+            ("PULSEBOARD_BLOBS__ENDPOINT", "minio:9000", "blobs.endpoint"),
+            (
+                "PULSEBOARD_BLOBS__ENDPOINT",
+                "http://127.0.0.1:9000",
+                "blobs.allow_http",
+            ),
+            (
+                "PULSEBOARD_SCREENSHOTS__MAX_PAGES",
+                "0",
+                "screenshots.max_pages",
+            ),
+            (
+                "PULSEBOARD_SCREENSHOTS__TIMEOUT_SECS",
+                "0",
+                "screenshots.timeout_secs",
+            ),
+            (
+                "PULSEBOARD_SCREENSHOTS__VIEWPORT_WIDTH",
+                "10",
+                "screenshots.viewport_width",
+            ),
+            (
+                "PULSEBOARD_HTTP__UPLOAD_TIMEOUT_SECS",
+                "5",
+                "http.upload_timeout_secs",
+            ),
         ];
         for (var, value, key) in cases {
             Jail::expect_with(|jail| {

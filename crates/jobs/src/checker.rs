@@ -156,7 +156,9 @@ pub struct Guard {
 }
 
 impl Guard {
-    fn host_allowed(&self, host: &str) -> bool {
+    /// True when the guard lets this host through whatever it resolves to (private targets
+    /// allowed, or the host is in `allowed_hosts`).
+    pub fn host_allowed(&self, host: &str) -> bool {
         self.allow_private
             || self
                 .allowed_hosts
@@ -242,6 +244,7 @@ pub struct Checker {
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     max_retries: u32,
     retention_days: (u32, u32),
+    batch_size: usize,
 }
 
 impl std::fmt::Debug for Checker {
@@ -292,12 +295,18 @@ impl Checker {
             hosts: Mutex::new(HashMap::new()),
             max_retries: m.max_retries,
             retention_days: (m.check_retention_days, m.aggregate_retention_days),
+            batch_size: m.batch_size.max(1),
         }
     }
 
     /// Consecutive failed checks after which a resource is deleted (`monitor.max_retries`).
     pub fn max_retries(&self) -> u32 {
         self.max_retries
+    }
+
+    /// Resources per check job (`monitor.batch_size`).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// (raw checks, hourly aggregates) retention in days.

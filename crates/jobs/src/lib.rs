@@ -5,6 +5,8 @@
 //! and runs their handlers; [`scheduler::Scheduler`] enqueues periodic jobs from cron expressions.
 //! Handlers are plain async functions of their payload and a [`Context`] (see `handlers/`).
 
+pub mod amqp;
+pub mod capture;
 pub mod checker;
 pub mod handlers;
 pub mod queue;
@@ -59,6 +61,12 @@ pub struct Context {
     pub signing_key: std::sync::Arc<Vec<u8>>,
     /// Availability checks (one per process: it holds the connection pool and the limits).
     pub checker: std::sync::Arc<checker::Checker>,
+    /// Screenshot images (local folder or S3), the same store the API uses.
+    pub blobs: pulseboard_storage::blobs::Blobs,
+    /// Screenshot capture (one per process: it owns the browser and the tab limit).
+    pub capturer: std::sync::Arc<capture::Capturer>,
+    /// `jobs.max_attempts`: handlers that must record their own final failure compare with it.
+    pub max_attempts: u32,
 }
 
 /// Every queue a default worker consumes.

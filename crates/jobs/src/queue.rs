@@ -31,7 +31,8 @@ impl Queue {
         &self.db
     }
 
-    pub(crate) fn notifier(&self) -> Arc<Notify> {
+    /// Signalled on every enqueue in this process (workers polling the table, the outbox relay).
+    pub fn notifier(&self) -> Arc<Notify> {
         self.notify.clone()
     }
 

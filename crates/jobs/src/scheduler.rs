@@ -38,6 +38,8 @@ pub struct Entry {
     schedule: cron::Schedule,
     tz: Tz,
     make: Enqueue,
+    /// Fires often (seconds apart): log each occurrence at debug, not info.
+    quiet: bool,
 }
 
 impl Entry {
@@ -53,7 +55,14 @@ impl Entry {
             schedule: cron::Schedule::from_str(cron).map_err(|e| format!("{name}: {e}"))?,
             tz: tz.parse().map_err(|e| format!("{name}: {e}"))?,
             make: Box::new(make),
+            quiet: false,
         })
+    }
+
+    /// Logs its occurrences at debug level (a schedule that fires every few seconds).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// The latest occurrence after `since` and not after `now`, if any.
@@ -73,6 +82,19 @@ impl Entry {
 
 fn ms_to_utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// The first occurrence of a cron schedule strictly after `after` (Unix ms), e.g. when the next
+/// availability round runs. None for an invalid expression or time zone (validated with the
+/// configuration) or a schedule that never fires again.
+pub fn next_occurrence(cron: &str, tz: &str, after: i64) -> Option<i64> {
+    let schedule = cron::Schedule::from_str(cron).ok()?;
+    let tz: Tz = tz.parse().ok()?;
+    let since = tz.from_utc_datetime(&ms_to_utc(after).naive_utc());
+    schedule
+        .after(&since)
+        .next()
+        .map(|t| t.with_timezone(&Utc).timestamp_millis())
 }
 
 pub struct Scheduler {
@@ -153,7 +175,11 @@ impl Scheduler {
         .await?;
         tx.commit().await?;
         self.queue.wake();
-        tracing::info!(schedule = %entry.name, occurrence = %Timestamp::rfc3339(occurrence), "scheduled job enqueued");
+        if entry.quiet {
+            tracing::debug!(schedule = %entry.name, occurrence = %Timestamp::rfc3339(occurrence), "scheduled job enqueued");
+        } else {
+            tracing::info!(schedule = %entry.name, occurrence = %Timestamp::rfc3339(occurrence), "scheduled job enqueued");
+        }
         Ok(true)
     }
 }
@@ -178,6 +204,20 @@ mod tests {
         let now = 10 * 3_600_000 + 5; // just after 10:00
         assert_eq!(e.due(since, now), Some(10 * 3_600_000));
         assert_eq!(e.due(10 * 3_600_000, now), None);
+    }
+
+    #[test]
+    fn the_next_occurrence_is_strictly_after() {
+        let h = 3_600_000;
+        assert_eq!(
+            next_occurrence("0 0 */12 * * *", "UTC", 5 * h),
+            Some(12 * h)
+        );
+        assert_eq!(
+            next_occurrence("0 0 */12 * * *", "UTC", 12 * h),
+            Some(24 * h)
+        );
+        assert_eq!(next_occurrence("not cron", "UTC", 0), None);
     }
 
     #[test]

@@ -1,16 +1,21 @@
-//! The worker: claims due jobs in batches, runs each under a timeout, records the outcome.
+//! The worker: takes jobs from the table (polling) or from RabbitMQ (see `amqp.rs`), runs each
+//! under a timeout, records the outcome.
 //!
 //! Delivery is at-least-once: a job is leased, not removed, when claimed; if this process dies the
 //! lease expires and another worker runs the job again. Handlers are therefore idempotent.
 
+use crate::amqp::{self, AmqpOptions};
 use crate::{handlers, Context, JobError};
+use futures_util::FutureExt;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::Acker;
 use pulseboard_domain::Timestamp;
 use pulseboard_storage::jobs::{self, JobRow};
 use rand::Rng;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
@@ -23,6 +28,8 @@ pub struct WorkerOptions {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub shutdown_grace: Duration,
+    /// Some: jobs arrive from RabbitMQ instead of by polling the table.
+    pub amqp: Option<AmqpOptions>,
 }
 
 pub struct Worker {
@@ -32,6 +39,49 @@ pub struct Worker {
 }
 
 type InFlight = Arc<Mutex<HashSet<i64>>>;
+/// The broker message of a job, acknowledged once the job's outcome is recorded (RabbitMQ only).
+type Ack = Option<Acker>;
+
+/// What both job sources share: the pool of running jobs and how they report back.
+struct Pool {
+    ctx: Context,
+    opts: WorkerOptions,
+    id: String,
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+    running: JoinSet<()>,
+    done_tx: mpsc::UnboundedSender<(i64, Ack)>,
+}
+
+impl Pool {
+    /// Waits for a free slot; None when shutdown comes first.
+    async fn slot(&self, shutdown: &mut watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            p = self.permits.clone().acquire_owned() => Some(p.expect("semaphore is never closed")),
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        }
+    }
+
+    /// Runs a claimed job in the slot it was given.
+    fn spawn(&mut self, job: JobRow, ack: Ack, permit: OwnedSemaphorePermit) {
+        self.in_flight.lock().unwrap().insert(job.id);
+        let (ctx, opts, id, done_tx, in_flight) = (
+            self.ctx.clone(),
+            self.opts.clone(),
+            self.id.clone(),
+            self.done_tx.clone(),
+            self.in_flight.clone(),
+        );
+        self.running.spawn(async move {
+            run_one(&ctx, &opts, &id, job, ack, &done_tx, &in_flight).await;
+            drop(permit);
+        });
+    }
+
+    fn reap(&mut self) {
+        while self.running.try_join_next().is_some() {}
+    }
+}
 
 impl Worker {
     pub fn new(ctx: Context, opts: WorkerOptions) -> Self {
@@ -51,80 +101,48 @@ impl Worker {
     /// and gives the rest back to the queue.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let Worker { ctx, opts, id } = self;
-        tracing::info!(worker = %id, queues = ?opts.queues, concurrency = opts.concurrency, "worker started");
-        let permits = Arc::new(Semaphore::new(opts.concurrency));
+        let backend = if opts.amqp.is_some() {
+            "rabbitmq"
+        } else {
+            "database"
+        };
+        tracing::info!(worker = %id, queues = ?opts.queues, concurrency = opts.concurrency, backend, "worker started");
         let in_flight: InFlight = Arc::default();
-        let mut running = JoinSet::new();
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<i64>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let flusher = tokio::spawn(flush_completions(
             ctx.clone(),
             id.clone(),
             done_rx,
             in_flight.clone(),
         ));
-        let notify = ctx.queue.notifier();
+        let mut pool = Pool {
+            permits: Arc::new(Semaphore::new(opts.concurrency)),
+            ctx,
+            opts,
+            id,
+            in_flight,
+            running: JoinSet::new(),
+            done_tx,
+        };
 
-        while !*shutdown.borrow() {
-            while running.try_join_next().is_some() {}
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    _ = running.join_next() => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
+        // The broker connection stays open while in-flight jobs finish, so that they can be acked.
+        let broker = match pool.opts.amqp.clone() {
+            None => {
+                poll_database(&mut pool, &mut shutdown).await;
+                None
             }
-            let now = Timestamp::now();
-            let lease_until = now + opts.lease.as_millis() as i64;
-            let claimed = match jobs::claim(
-                &ctx.db,
-                &opts.queues,
-                &id,
-                free as i64,
-                now,
-                lease_until,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(worker = %id, error = %e, "claiming jobs failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(opts.poll_interval * 4) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    continue;
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(opts.poll_interval) => {}
-                    _ = notify.notified() => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            for job in claimed {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
-                in_flight.lock().unwrap().insert(job.id);
-                let (ctx, opts, id, done_tx, in_flight) = (
-                    ctx.clone(),
-                    opts.clone(),
-                    id.clone(),
-                    done_tx.clone(),
-                    in_flight.clone(),
-                );
-                running.spawn(async move {
-                    run_one(&ctx, &opts, &id, job, &done_tx, &in_flight).await;
-                    drop(permit);
-                });
-            }
-        }
+            Some(amqp) => consume_broker(&mut pool, &amqp, &mut shutdown).await,
+        };
 
+        let Pool {
+            ctx,
+            opts,
+            id,
+            in_flight,
+            mut running,
+            done_tx,
+            ..
+        } = pool;
         tracing::info!(worker = %id, in_flight = running.len(), "worker stopping");
         let drained = tokio::time::timeout(opts.shutdown_grace, async {
             while running.join_next().await.is_some() {}
@@ -147,7 +165,205 @@ impl Worker {
                 }
             }
         }
+        // Closing hands unacked messages back to RabbitMQ; their jobs were released above.
+        if let Some(consumer) = broker {
+            let _ = consumer
+                .connection
+                .close(200, "worker stopped".into())
+                .await;
+        }
         tracing::info!(worker = %id, "worker stopped");
+    }
+}
+
+/// The embedded queue: claim due jobs from the table in batches, sleep when there are none.
+async fn poll_database(pool: &mut Pool, shutdown: &mut watch::Receiver<bool>) {
+    let notify = pool.ctx.queue.notifier();
+    while !*shutdown.borrow() {
+        pool.reap();
+        let free = pool.permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = pool.running.join_next() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let now = Timestamp::now();
+        let lease_until = now + pool.opts.lease.as_millis() as i64;
+        let claimed = match jobs::claim(
+            &pool.ctx.db,
+            &pool.opts.queues,
+            &pool.id,
+            free as i64,
+            now,
+            lease_until,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(worker = %pool.id, error = %e, "claiming jobs failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(pool.opts.poll_interval * 4) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(pool.opts.poll_interval) => {}
+                _ = notify.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for job in claimed {
+            // Claimed no more than the free slots: this does not wait.
+            let permit = pool
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed only as many jobs as free slots");
+            pool.spawn(job, None, permit);
+        }
+    }
+}
+
+/// Most messages claimed in one statement.
+const CLAIM_BATCH: usize = 512;
+
+/// RabbitMQ: take deliveries as they come, claim their rows in batches, reconnect when the broker
+/// goes away. Returns the open consumer at shutdown.
+async fn consume_broker(
+    pool: &mut Pool,
+    amqp: &AmqpOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<amqp::Consumer> {
+    let mut failures = 0u32;
+    while !*shutdown.borrow() {
+        let mut consumer = match amqp::consume(
+            amqp,
+            &pool.opts.queues,
+            &pool.id,
+            pool.opts.concurrency.min(u16::MAX as usize) as u16,
+        )
+        .await
+        {
+            Ok(c) => {
+                if failures > 0 {
+                    tracing::info!(worker = %pool.id, "worker connected to RabbitMQ again");
+                }
+                c
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(worker = %pool.id, error = %e, "cannot consume from RabbitMQ; retrying");
+                }
+                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
+                    .min(Duration::from_secs(5));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        loop {
+            pool.reap();
+            let first = tokio::select! {
+                d = consumer.next() => d,
+                _ = shutdown.changed() => return Some(consumer),
+            };
+            let mut batch = match first {
+                Some(Ok(d)) => vec![d],
+                Some(Err(e)) => {
+                    tracing::warn!(worker = %pool.id, error = %e, "RabbitMQ connection lost; reconnecting");
+                    break;
+                }
+                None => {
+                    tracing::warn!(worker = %pool.id, "RabbitMQ ended the consumer; reconnecting");
+                    break;
+                }
+            };
+            while batch.len() < CLAIM_BATCH {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    _ => break,
+                }
+            }
+            claim_deliveries(pool, batch, shutdown).await;
+        }
+        // In-flight jobs of the old connection finish and record their outcome; their acks
+        // fail, and RabbitMQ's redelivery finds the jobs settled and is dropped.
+        let _ = consumer.connection.close(200, "reconnecting".into()).await;
+        failures = 1;
+    }
+    None
+}
+
+async fn claim_deliveries(
+    pool: &mut Pool,
+    batch: Vec<lapin::message::Delivery>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut acks: HashMap<i64, Acker> = HashMap::with_capacity(batch.len());
+    for delivery in batch {
+        match serde_json::from_slice::<amqp::Message>(&delivery.data) {
+            Ok(m) => {
+                if let Some(extra) = acks.insert(m.id, delivery.acker) {
+                    let _ = extra.ack(BasicAckOptions::default()).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(worker = %pool.id, error = %e, "unreadable message moved to the dead-letter queue");
+                let _ = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await;
+            }
+        }
+    }
+    let ids: Vec<i64> = acks.keys().copied().collect();
+    let now = Timestamp::now();
+    let lease_until = now + pool.opts.lease.as_millis() as i64;
+    let claimed = match jobs::claim_ids(&pool.ctx.db, &ids, &pool.id, now, lease_until).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(worker = %pool.id, error = %e, "claiming jobs failed; handing the messages back");
+            tokio::time::sleep(pool.opts.poll_interval * 4).await;
+            for (_, acker) in acks {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            }
+            return;
+        }
+    };
+    let mut runnable = Vec::with_capacity(claimed.len());
+    for job in claimed {
+        let ack = acks.remove(&job.id);
+        runnable.push((job, ack));
+    }
+    // What is left was stale (done, not due, or held by a live worker): drop it.
+    for (_, acker) in acks {
+        let _ = acker.ack(BasicAckOptions::default()).await;
+    }
+    // Marked in flight at once: if shutdown comes while they wait for a slot, they are released.
+    pool.in_flight
+        .lock()
+        .unwrap()
+        .extend(runnable.iter().map(|(j, _)| j.id));
+    for (job, ack) in runnable {
+        let Some(permit) = pool.slot(shutdown).await else {
+            return;
+        };
+        pool.spawn(job, ack, permit);
     }
 }
 
@@ -156,7 +372,8 @@ async fn run_one(
     opts: &WorkerOptions,
     worker: &str,
     job: JobRow,
-    done: &mpsc::UnboundedSender<i64>,
+    ack: Ack,
+    done: &mpsc::UnboundedSender<(i64, Ack)>,
     in_flight: &InFlight,
 ) {
     let started = std::time::Instant::now();
@@ -180,14 +397,23 @@ async fn run_one(
         ))),
     };
     let now = Timestamp::now();
+    let mut dead = false;
     let recorded = match outcome {
         Ok(()) => {
             tracing::debug!(job_id = job.id, kind = %job.kind, elapsed_ms = started.elapsed().as_millis() as u64, "job finished");
-            // Completion is batched by the flusher; it also clears the in-flight mark.
-            if done.send(job.id).is_ok() {
-                return;
+            // Completion is batched by the flusher; it also clears the in-flight mark and acks.
+            match done.send((job.id, ack)) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError((_, ack))) => {
+                    let r = jobs::complete(&ctx.db, job.id, worker, now).await;
+                    settle(ack, false).await;
+                    in_flight.lock().unwrap().remove(&job.id);
+                    if let Err(e) = r {
+                        tracing::warn!(job_id = job.id, error = %e, "could not record job outcome; its lease will expire and it will run again");
+                    }
+                    return;
+                }
             }
-            jobs::complete(&ctx.db, job.id, worker, now).await
         }
         Err(JobError::Retry(err)) if job.attempts < job.max_attempts => {
             let delay = backoff(opts, job.attempts as u32);
@@ -204,13 +430,30 @@ async fn run_one(
         }
         Err(JobError::Retry(err) | JobError::Fatal(err)) => {
             tracing::error!(job_id = job.id, kind = %job.kind, attempt = job.attempts, error = %err, "job dead-lettered");
+            dead = true;
             jobs::bury(&ctx.db, job.id, worker, &err, now).await
         }
     };
     if let Err(e) = recorded {
         tracing::warn!(job_id = job.id, error = %e, "could not record job outcome; its lease will expire and it will run again");
     }
+    settle(ack, dead).await;
     in_flight.lock().unwrap().remove(&job.id);
+}
+
+/// Acknowledges a job's message once its outcome is recorded; a dead job's message is rejected
+/// so that RabbitMQ moves it to the dead-letter queue.
+async fn settle(ack: Ack, dead: bool) {
+    let Some(acker) = ack else { return };
+    let r = if dead {
+        acker.reject(BasicRejectOptions { requeue: false }).await
+    } else {
+        acker.ack(BasicAckOptions::default()).await
+    };
+    if let Err(e) = r {
+        // The channel is gone: RabbitMQ redelivers, and the claim finds the job settled.
+        tracing::debug!(error = %e, "could not acknowledge a message");
+    }
 }
 
 /// Exponential back-off with jitter: about base * 2^(attempt-1), between half and all of it.
@@ -227,14 +470,17 @@ pub fn backoff(opts: &WorkerOptions, attempt: u32) -> Duration {
 async fn flush_completions(
     ctx: Context,
     worker: String,
-    mut rx: mpsc::UnboundedReceiver<i64>,
+    mut rx: mpsc::UnboundedReceiver<(i64, Ack)>,
     in_flight: InFlight,
 ) {
     let mut batch = Vec::with_capacity(256);
+    let mut ids = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 512).await > 0 {
+        ids.clear();
+        ids.extend(batch.iter().map(|(id, _)| *id));
         let mut tries = 0;
         loop {
-            match jobs::complete_many(&ctx.db, &batch, &worker, Timestamp::now()).await {
+            match jobs::complete_many(&ctx.db, &ids, &worker, Timestamp::now()).await {
                 Ok(_) => break,
                 Err(e) if tries < 5 => {
                     tries += 1;
@@ -247,8 +493,11 @@ async fn flush_completions(
                 }
             }
         }
+        for (_, ack) in batch.iter_mut() {
+            settle(ack.take(), false).await;
+        }
         let mut set = in_flight.lock().unwrap();
-        for id in batch.drain(..) {
+        for (id, _) in batch.drain(..) {
             set.remove(&id);
         }
     }
@@ -269,6 +518,7 @@ mod tests {
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(1),
+            amqp: None,
         };
         for _ in 0..50 {
             let first = backoff(&opts, 1);

@@ -8,10 +8,12 @@ use anyhow::{bail, Context as _};
 use cli::{Cli, Command, UserAction};
 use pulseboard_config::{Config, RunMode};
 use pulseboard_domain::{Email, Role, Timestamp};
+use pulseboard_jobs::amqp::AmqpOptions;
 use pulseboard_jobs::scheduler::{Entry, Pending, Scheduler};
 use pulseboard_jobs::worker::{Worker, WorkerOptions};
 use pulseboard_jobs::{handlers, Context, Queue, QueueOptions, ALL_QUEUES};
 use pulseboard_mail::Mailer;
+use pulseboard_storage::blobs::{BlobSettings, Blobs};
 use pulseboard_storage::{ConnectOptions, Db};
 use pulseboard_web::{AppState, Keys};
 use std::sync::Arc;
@@ -98,6 +100,12 @@ pub struct App {
     pub signing_key: Arc<Vec<u8>>,
     /// Availability checks, shared by every worker of this process.
     pub checker: Arc<pulseboard_jobs::checker::Checker>,
+    /// Screenshot images (`blobs.url`: local folder or S3), shared by the API and the workers.
+    pub blobs: Blobs,
+    /// Screenshot capture: one lazily launched Chromium for the workers of this process.
+    pub capturer: Arc<pulseboard_jobs::capture::Capturer>,
+    /// Some when RabbitMQ carries the jobs (`jobs.amqp_url` / AMQP_URL).
+    pub amqp: Option<AmqpOptions>,
 }
 
 impl App {
@@ -124,7 +132,22 @@ impl App {
             },
         );
         let checker = Arc::new(pulseboard_jobs::checker::Checker::new(&config.monitor));
+        let blobs = open_blobs(&config, std::env::vars())?;
+        // A capture must end before its job's timeout does, so that it can close its tab.
+        let mut shots = config.screenshots.clone();
+        shots.timeout_secs = shots
+            .timeout_secs
+            .min(config.jobs.timeout_secs.saturating_sub(5))
+            .max(1);
+        let capturer = Arc::new(pulseboard_jobs::capture::Capturer::new(
+            &shots,
+            &config.monitor,
+        ));
+        let amqp = AmqpOptions::from_config(&config.jobs);
         Ok(Self {
+            blobs,
+            capturer,
+            amqp,
             checker,
             config: Arc::new(config),
             db,
@@ -142,6 +165,7 @@ impl App {
             queue: self.queue.clone(),
             keys: self.keys.clone(),
             signing_key: self.signing_key.clone(),
+            blobs: self.blobs.clone(),
         }
     }
 
@@ -153,6 +177,9 @@ impl App {
             public_url: self.config.http.public_url.clone(),
             signing_key: self.signing_key.clone(),
             checker: self.checker.clone(),
+            blobs: self.blobs.clone(),
+            capturer: self.capturer.clone(),
+            max_attempts: self.config.jobs.max_attempts,
         }
     }
 
@@ -180,6 +207,7 @@ impl App {
                 backoff_base: Duration::from_millis(j.backoff_base_ms),
                 backoff_max: Duration::from_secs(j.backoff_max_secs),
                 shutdown_grace: Duration::from_secs(j.shutdown_grace_secs),
+                amqp: self.amqp.clone(),
             },
         ))
     }
@@ -200,9 +228,37 @@ impl App {
                 Pending::of(&handlers::MonitorSweep { round })
             })
             .map_err(anyhow::Error::msg)?,
+            Entry::new(
+                "monitor_due",
+                &s.monitor_due.cron,
+                &s.monitor_due.timezone,
+                |at| Pending::of(&handlers::MonitorDue { at }),
+            )
+            .map_err(anyhow::Error::msg)?
+            .quiet(),
         ];
         Ok(Scheduler::new(self.queue.clone(), entries))
     }
+}
+
+/// The blob store `blobs.*` names, with credentials from the `AWS_*` variables of `env`
+/// (`std::env::vars()`; tests pass their own).
+pub fn open_blobs(
+    config: &Config,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Blobs> {
+    let b = &config.blobs;
+    let settings = BlobSettings {
+        url: b.url.clone(),
+        local_dir: config.data_dir.join("blobs"),
+        endpoint: Some(b.endpoint.clone()),
+        region: Some(b.region.clone()),
+        allow_http: b.allow_http,
+        timeout: Duration::from_secs(b.timeout_secs),
+    };
+    let blobs = Blobs::open(&settings, env)?;
+    tracing::debug!(store = blobs.describe(), "blob store");
+    Ok(blobs)
 }
 
 /// Fails early, with the path, when the data folder cannot be written (SQLite, outbox, keys).
@@ -278,8 +334,21 @@ pub async fn start(
     if work {
         let worker = app.worker(queues, concurrency)?;
         let rx = rx.clone();
+        let capturer = app.capturer.clone();
         tasks.spawn(async move {
             worker.run(rx).await;
+            // The capture browser, if one was launched, goes with the worker.
+            capturer.shutdown().await;
+            Ok(())
+        });
+    }
+    // Every process relays the outbox to RabbitMQ: jobs enqueued here go out without waiting for
+    // another process, and any one process left running is enough to drain it.
+    if let Some(amqp) = app.amqp.clone() {
+        tracing::info!(prefix = %amqp.prefix, "jobs go through RabbitMQ");
+        let (db, wake, rx) = (app.db.clone(), app.queue.notifier(), rx.clone());
+        tasks.spawn(async move {
+            pulseboard_jobs::amqp::run_relay(db, amqp, wake, rx).await;
             Ok(())
         });
     }

@@ -30,8 +30,14 @@ pub fn init(config: &Config, quiet: bool, file_name: &str) -> anyhow::Result<Gua
     } else {
         config.logging.level.as_str()
     };
+    // chromiumoxide warns about each DevTools message its protocol types do not know (newer
+    // Chromium releases send many); they are skipped and harmless.
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(format!("{level},sqlx=warn,tower_http=warn")))
+        .or_else(|_| {
+            EnvFilter::try_new(format!(
+                "{level},sqlx=warn,tower_http=warn,chromiumoxide=error"
+            ))
+        })
         .map_err(|e| anyhow::anyhow!("invalid logging.level {:?}: {e}", config.logging.level))?;
     let hub = pulseboard_logs::global();
     hub.set_capacity(config.logging.buffer_lines);

@@ -154,17 +154,19 @@ async fn the_digest_says_the_right_thing_in_each_case_once_per_day() {
     assert_eq!(
         a.unwrap() + b.unwrap(),
         4,
-        "one digest job per user, however many sweeps"
+        "one digest per user, however many sweeps"
     );
     assert_eq!(digest_sweep(&ctx, tomorrow).await.unwrap(), 0);
+    assert_eq!(digest_keys(&app).await.len(), 4, "each user in one batch");
     eventually(15, || async {
-        let n: (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM jobs WHERE kind = 'digest_email' AND status = 'done'",
+        let n: (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM jobs WHERE kind IN ('digest_batch', 'digest_email')",
         )
         .fetch_one(app.app.db.pool())
         .await
         .unwrap();
-        (n.0 == 4).then_some(())
+        (n.0 > 0 && n.0 == n.1).then_some(())
     })
     .await;
     let mails = smtp.received();
@@ -208,6 +210,59 @@ async fn the_digest_says_the_right_thing_in_each_case_once_per_day() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_digest_refused_inside_a_batch_gets_a_job_of_its_own_and_the_others_go_out() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_smtp(&smtp, true).await;
+    for who in ["first", "second", "third"] {
+        user_with_tasks(&app, &format!("{who}@example.com"), 1, 0).await;
+    }
+    eventually(10, || async { (smtp.received().len() == 3).then_some(()) }).await; // welcome mails
+    smtp.reply_next(&[550]); // the batch's first digest (the first user's) is refused
+    let ctx = app.app.job_context();
+    assert_eq!(
+        digest_sweep(&ctx, pulseboard_domain::Timestamp::now() + 86_400_000)
+            .await
+            .unwrap(),
+        3
+    );
+    // The first user's digest went to a job of its own, which sent it; the others went out with
+    // the batch.
+    eventually(15, || async {
+        let digests = smtp
+            .received()
+            .iter()
+            .filter(|m| !m.data.contains("Subject: Welcome"))
+            .count();
+        (digests == 3).then_some(())
+    })
+    .await;
+    for who in ["first", "second", "third"] {
+        assert_eq!(
+            mail_to(&smtp.received(), &format!("{who}@example.com")).len(),
+            2,
+            "{who}: welcome + one digest"
+        );
+    }
+    // (Finished jobs are marked done in batches, a moment after their mail went out.)
+    eventually(10, || async {
+        let jobs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT kind, status FROM jobs WHERE kind LIKE 'digest_%' ORDER BY kind",
+        )
+        .fetch_all(app.app.db.pool())
+        .await
+        .unwrap();
+        (jobs
+            == vec![
+                ("digest_batch".to_owned(), "done".to_owned()),
+                ("digest_email".to_owned(), "done".to_owned()),
+            ])
+        .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
 fn at(rfc3339: &str) -> i64 {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .unwrap()
@@ -215,14 +270,28 @@ fn at(rfc3339: &str) -> i64 {
         * 1000
 }
 
+/// `digest:USER:DAY` for every user in every digest batch enqueued so far, sorted.
 async fn digest_keys(app: &TestApp) -> Vec<String> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT idempotency_key FROM jobs WHERE kind = 'digest_email' ORDER BY idempotency_key",
-    )
-    .fetch_all(app.app.db.pool())
-    .await
-    .unwrap();
-    rows.into_iter().map(|(k,)| k).collect()
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT payload FROM jobs WHERE kind = 'digest_batch'")
+            .fetch_all(app.app.db.pool())
+            .await
+            .unwrap();
+    let mut keys: Vec<String> = rows
+        .iter()
+        .flat_map(|(p,)| {
+            let batch: Value = serde_json::from_str(p).unwrap();
+            let day = batch["day"].as_str().unwrap().to_owned();
+            batch["user_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| format!("digest:{u}:{day}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.sort();
+    keys
 }
 
 #[tokio::test]

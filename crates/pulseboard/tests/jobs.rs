@@ -1,5 +1,6 @@
-//! The job system on the database queue (SQLite or PostgreSQL): delivery, retries, dead letters,
-//! crash recovery with a real process kill, graceful shutdown, the scheduler, and the admin API.
+//! The job system: delivery, retries, dead letters, crash recovery with a real process kill,
+//! graceful shutdown, the scheduler, and the admin API. On the database queue (SQLite or
+//! PostgreSQL), and through RabbitMQ when `AMQP_URL` is set (see also tests/amqp.rs).
 
 mod common;
 
@@ -193,8 +194,7 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
         .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pulseboard"))
         .args(["worker", "--queues", "maintenance"])
-        .env("PULSEBOARD_DATA_DIR", &app.data_dir)
-        .env("DATABASE_URL", app.app.config.database_url())
+        .envs(app.child_env())
         .env("PULSEBOARD_JOBS__POLL_INTERVAL_MS", "50")
         .env("PULSEBOARD_JOBS__TIMEOUT_SECS", "2")
         .env("PULSEBOARD_JOBS__LEASE_SECS", "3")
@@ -313,7 +313,7 @@ async fn every_configured_schedule_is_registered() {
     let scheduler = app.app.scheduler().unwrap();
     let mut names = scheduler.names();
     names.sort();
-    assert_eq!(names, ["cleanup", "digest", "monitor"]);
+    assert_eq!(names, ["cleanup", "digest", "monitor", "monitor_due"]);
     app.stop().await;
 }
 

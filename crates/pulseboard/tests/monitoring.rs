@@ -8,7 +8,7 @@ use common::smtp::SmtpServer;
 use common::{eventually, test_config, Options, TestApp};
 use pulseboard_config::Monitor;
 use pulseboard_jobs::checker::{Checker, ErrorKind};
-use pulseboard_jobs::handlers::{monitor_sweep, roll_up_checks, CheckBatch};
+use pulseboard_jobs::handlers::{monitor_sweep, monitor_sweep_due, roll_up_checks, CheckBatch};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -474,6 +474,7 @@ async fn two_workers_share_a_round_and_check_each_resource_once() {
         |c| {
             c.monitor.allow_private_targets = true;
             c.monitor.timeout_secs = 2;
+            c.monitor.batch_size = 100;
         },
     )
     .await;
@@ -626,5 +627,320 @@ async fn old_checks_roll_up_into_hourly_aggregates_that_still_count_for_uptime()
     assert_eq!(v["uptime"]["24h"], 100.0);
     assert_eq!(v["uptime"]["7d"], 100.0);
     assert_eq!(v["uptime"]["30d"], 75.0, "3 of 4 checks were available");
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Own check intervals (check_interval_secs, next_check_at)
+
+async fn add_with(app: &TestApp, c: &reqwest::Client, body: Value) -> (StatusCode, Value) {
+    let r = c
+        .post(app.url("/resources"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn patch(app: &TestApp, c: &reqwest::Client, key: &str, body: Value) -> (StatusCode, Value) {
+    let r = c
+        .patch(app.url(&format!("/resources/{key}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn now_ms() -> i64 {
+    pulseboard_domain::Timestamp::now()
+}
+
+fn rfc3339_ms(v: &Value) -> i64 {
+    let t = time::OffsetDateTime::parse(
+        v.as_str().expect("a time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[tokio::test]
+async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_rounds() {
+    let (with, without) = (Target::start().await, Target::start().await);
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| c.monitor.allow_private_targets = true,
+    )
+    .await;
+    app.register(&app.client, "cadence@example.com").await;
+    let start = now_ms();
+    let (status, a) = add_with(
+        &app,
+        &app.client,
+        json!({"url": with.url("/ok"), "check_interval_secs": 60}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    assert_eq!(a["check_interval_secs"], 60);
+    assert!(a["next_check_at"].is_string(), "due at once: {a}");
+    let b = add(&app, &app.client, &without.url("/ok")).await;
+    assert_eq!(b["check_interval_secs"], Value::Null);
+    // Without an interval, the next check is the next round (schedules.monitor, every 12 h).
+    let s = &app.app.config.schedules.monitor;
+    let next_round =
+        pulseboard_jobs::scheduler::next_occurrence(&s.cron, &s.timezone, now_ms()).unwrap();
+    assert_eq!(
+        b["next_check_at"],
+        pulseboard_domain::Timestamp::rfc3339(next_round)
+    );
+
+    let ctx = app.app.job_context();
+    let checks_of = |id: i64| {
+        let app = &app;
+        async move {
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM checks WHERE resource_id = $1")
+                .bind(id)
+                .fetch_one(app.app.db.pool())
+                .await
+                .unwrap();
+            n
+        }
+    };
+    let (a_id, b_id) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
+
+    // The due sweep takes the resource with an interval (due since it was added), not the other.
+    let now = now_ms();
+    assert_eq!(monitor_sweep_due(&ctx, now).await.unwrap(), 1);
+    eventually(10, || async { (checks_of(a_id).await == 1).then_some(()) }).await;
+    // Enqueued once: the sweep moved its next check one interval on.
+    assert_eq!(monitor_sweep_due(&ctx, now).await.unwrap(), 0);
+    assert_eq!(monitor_sweep_due(&ctx, now + 30_000).await.unwrap(), 0);
+    let (_, v) = get_json(&app.client, app.url(&format!("/resources/{}", a_id))).await;
+    let next = rfc3339_ms(&v["next_check_at"]);
+    assert!(
+        (start + 59_000..=now + 61_000).contains(&next),
+        "next check one interval on: {v}"
+    );
+
+    // After its interval it is checked again.
+    assert_eq!(monitor_sweep_due(&ctx, now + 61_000).await.unwrap(), 1);
+    eventually(10, || async { (checks_of(a_id).await == 2).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(checks_of(b_id).await, 0, "no round yet: not checked");
+    assert_eq!(without.total_hits(), 0);
+
+    // A round checks every resource without an interval, and those with one only when due.
+    monitor_sweep(&ctx, now + 62_000).await.unwrap();
+    eventually(10, || async { (checks_of(b_id).await == 1).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(checks_of(a_id).await, 2, "not due in this round");
+    monitor_sweep(&ctx, now + 125_000).await.unwrap();
+    eventually(10, || async {
+        (checks_of(a_id).await == 3 && checks_of(b_id).await == 2).then_some(())
+    })
+    .await;
+
+    // Clearing the interval hands the resource back to the rounds.
+    let (status, v) = patch(
+        &app,
+        &app.client,
+        &a_id.to_string(),
+        json!({"check_interval_secs": null}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["check_interval_secs"], Value::Null);
+    assert_eq!(
+        v["next_check_at"],
+        pulseboard_domain::Timestamp::rfc3339(next_round)
+    );
+    assert_eq!(
+        monitor_sweep_due(&ctx, now + 10 * 86_400_000)
+            .await
+            .unwrap(),
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_waits_for_the_round() {
+    let (with, without) = (Target::start().await, Target::start().await);
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: true,
+        },
+        |c| {
+            c.monitor.allow_private_targets = true;
+            c.monitor.min_check_interval_secs = 1;
+            c.schedules.monitor_due.cron = "* * * * * *".into();
+            c.schedules.monitor.cron = "0 0 0 1 1 *".into(); // once a year: not during the test
+        },
+    )
+    .await;
+    app.register(&app.client, "short@example.com").await;
+    let (status, a) = add_with(
+        &app,
+        &app.client,
+        json!({"url": with.url("/ok"), "check_interval_secs": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    let b = add(&app, &app.client, &without.url("/ok")).await;
+    let uuid = a["uuid"].as_str().unwrap().to_owned();
+
+    let checks = eventually(20, || async {
+        let (_, v) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+        let checks = v["checks"].as_array().cloned().unwrap_or_default();
+        (checks.len() >= 3).then_some(checks)
+    })
+    .await;
+    // Checked again after its interval, not before (ticks every second, interval 2 s).
+    let times: Vec<i64> = checks
+        .iter()
+        .map(|c| rfc3339_ms(&c["checked_at"]))
+        .collect();
+    for pair in times.windows(2) {
+        assert!(
+            pair[0] - pair[1] >= 1_500,
+            "checks {times:?} closer than the interval"
+        );
+    }
+    assert_eq!(without.total_hits(), 0, "no round yet");
+    let (_, v) = get_json(
+        &app.client,
+        app.url(&format!("/resources/{}", b["uuid"].as_str().unwrap())),
+    )
+    .await;
+    assert_eq!(v["checks"], json!([]));
+
+    // Given an interval, the resource without one is checked too (never checked: due at once).
+    let (status, v) = patch(
+        &app,
+        &app.client,
+        b["uuid"].as_str().unwrap(),
+        json!({"check_interval_secs": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["check_interval_secs"], 1);
+    eventually(10, || async { (without.total_hits() >= 1).then_some(()) }).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn check_intervals_are_validated_on_post_and_patch() {
+    let app = TestApp::spawn().await;
+    app.register(&app.client, "bounds@example.com").await;
+    for bad in [
+        json!(59),
+        json!(2_592_001),
+        json!(0),
+        json!(-60),
+        json!(90.5),
+        json!("soon"),
+        json!(true),
+        json!([60]),
+    ] {
+        let (status, v) = add_with(
+            &app,
+            &app.client,
+            json!({"url": "https://bounds.example.com/", "check_interval_secs": bad}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert!(
+            v["details"]["check_interval_secs"].is_string(),
+            "{bad}: {v}"
+        );
+        assert!(
+            v["message"].as_str().unwrap().contains("60 to 2592000"),
+            "{v}"
+        );
+    }
+    let (_, list) = get_json(&app.client, app.url("/resources")).await;
+    assert_eq!(list["meta"]["total_items"], 0, "nothing was added");
+
+    // The bounds themselves are fine; so is a form body.
+    let (status, v) = add_with(
+        &app,
+        &app.client,
+        json!({"url": "https://bounds.example.com/a", "check_interval_secs": 60}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["check_interval_secs"].clone()),
+        (StatusCode::CREATED, json!(60))
+    );
+    let r = app
+        .client
+        .post(app.url("/resources"))
+        .form(&[
+            ("url", "https://bounds.example.com/b"),
+            ("check_interval_secs", "2592000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["check_interval_secs"], 2_592_000);
+    let uuid = v["uuid"].as_str().unwrap().to_owned();
+
+    for bad in [json!(30), json!(3_000_000), json!("x")] {
+        let (status, v) = patch(
+            &app,
+            &app.client,
+            &uuid,
+            json!({ "check_interval_secs": bad }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert!(v["details"]["check_interval_secs"].is_string(), "{v}");
+    }
+    let (status, _) = patch(&app, &app.client, &uuid, json!({"interval": 60})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown field");
+    // Nothing to change: the resource as it is.
+    let (status, v) = patch(&app, &app.client, &uuid, json!({})).await;
+    assert_eq!(
+        (status, v["check_interval_secs"].clone()),
+        (StatusCode::OK, json!(2_592_000))
+    );
+    let (status, v) = patch(
+        &app,
+        &app.client,
+        &uuid,
+        json!({"check_interval_secs": 3600}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["check_interval_secs"].clone()),
+        (StatusCode::OK, json!(3600))
+    );
+    let (_, v) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+    assert_eq!(v["check_interval_secs"], 3600);
+    assert!(v["next_check_at"].is_string());
+
+    // Another user's resource, or none: 404.
+    let other = app.new_client();
+    app.register(&other, "intruder@example.com").await;
+    let (status, _) = patch(&app, &other, &uuid, json!({"check_interval_secs": 60})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = patch(
+        &app,
+        &app.client,
+        "999999",
+        json!({"check_interval_secs": 60}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }

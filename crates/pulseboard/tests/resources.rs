@@ -874,6 +874,7 @@ async fn watch_routes_are_documented() {
         ("/resources/{key}", "post"),
         ("/resources/{key}", "delete"),
         ("/resources/{key}/screenshot", "get"),
+        ("/resources/{key}/screenshot/capture", "post"),
         ("/processing-requests/{id}", "get"),
         ("/feed", "get"),
     ] {
@@ -882,5 +883,206 @@ async fn watch_routes_are_documented() {
             "{method} {path} missing from openapi.json"
         );
     }
+    app.stop().await;
+}
+
+async fn job_of_request(app: &TestApp, id: &str) -> (i64, String) {
+    sqlx::query_as("SELECT id, status FROM jobs WHERE idempotency_key = $1")
+        .bind(format!("import:{id}"))
+        .fetch_one(app.app.db.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_import_out_of_attempts_ends_failed_and_an_admin_retry_runs_it_again() {
+    use pulseboard_domain::{Email, Role, Timestamp};
+    let app = TestApp::spawn_with(
+        common::Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| c.jobs.max_attempts = 2,
+    )
+    .await;
+    let c = &app.client;
+    app.register(c, "unlucky@example.com").await;
+    // Every batch insert fails while the events table is away: a database error, retried.
+    sqlx::query("ALTER TABLE events RENAME TO events_away")
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    let id = import(
+        &app,
+        c,
+        zip_of(&[("urls.csv", b"https://a.example/\nhttps://b.example/\n")]),
+    )
+    .await;
+    // The handler marks its own final failure: read the row, not the endpoint (which would also
+    // notice the dead job).
+    let req = eventually(60, || async {
+        let r = pulseboard_storage::resources::request(app.app.db.pool(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        r.is_finished().then_some(r)
+    })
+    .await;
+    assert_eq!(req.status, "failed");
+    let failure = req.failure.unwrap();
+    assert!(failure.contains("repeated errors"), "{failure}");
+    assert!(
+        failure.contains("events"),
+        "the reason names the cause: {failure}"
+    );
+    let v = finished(&app, c, &id).await;
+    assert_eq!(v["failure"], failure.as_str());
+    let (job, _) = job_of_request(&app, &id).await;
+    eventually(10, || async {
+        (job_of_request(&app, &id).await.1 == "dead").then_some(())
+    })
+    .await;
+
+    // Fixed; an admin retries the dead job and the import runs from its kept upload.
+    sqlx::query("ALTER TABLE events_away RENAME TO events")
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    let email = Email::parse("unlucky@example.com").unwrap();
+    pulseboard_storage::users::set_role(app.app.db.pool(), &email, Role::Admin, Timestamp::now())
+        .await
+        .unwrap();
+    let admin = app.new_client();
+    let r = admin
+        .post(app.url("/session"))
+        .json(&json!({"email": "unlucky@example.com", "password": common::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = admin
+        .post(app.url(&format!("/admin/jobs/{job}/retry")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v = eventually(60, || async {
+        let (_, v) = get_json(c, app.url(&format!("/processing-requests/{id}"))).await;
+        (v["status"] == "succeeded").then_some(v)
+    })
+    .await;
+    assert_eq!(v["created"], 2, "{v}");
+    assert!(v.get("failure").is_none(), "{v}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_whose_job_died_unseen_reads_as_failed() {
+    // No worker: the jobs are made dead (or removed) by hand, as a timeout, a panic on the last
+    // attempt or an admin's discard would leave them.
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "orphan@example.com").await;
+    let csv = zip_of(&[("urls.csv", b"https://a.example/\n")]);
+    let timed_out = import(&app, c, csv.clone()).await;
+    let discarded = import(&app, c, csv).await;
+    let (_, v) = get_json(c, app.url(&format!("/processing-requests/{timed_out}"))).await;
+    assert_eq!(v["status"], "pending", "a queued job is left alone");
+
+    sqlx::query(
+        "UPDATE jobs SET status = 'dead', last_error = 'timed out after 300s' \
+         WHERE idempotency_key = $1",
+    )
+    .bind(format!("import:{timed_out}"))
+    .execute(app.app.db.pool())
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM jobs WHERE idempotency_key = $1")
+        .bind(format!("import:{discarded}"))
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+
+    let (_, v) = get_json(c, app.url(&format!("/processing-requests/{timed_out}"))).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(
+        v["failure"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 300s"),
+        "{v}"
+    );
+    let (_, v) = get_json(c, app.url(&format!("/processing-requests/{discarded}"))).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(v["failure"].as_str().unwrap().contains("removed"), "{v}");
+    app.stop().await;
+}
+
+/// A body sent in `parts` pieces over about `secs` seconds.
+fn slow_body(bytes: Vec<u8>, parts: usize, secs: f64) -> reqwest::Body {
+    let size = bytes.len().div_ceil(parts).max(1);
+    let chunks: Vec<Vec<u8>> = bytes.chunks(size).map(<[u8]>::to_vec).collect();
+    let pause = std::time::Duration::from_secs_f64(secs / chunks.len() as f64);
+    let stream = futures_util::stream::unfold(chunks.into_iter(), move |mut rest| async move {
+        let next = rest.next()?;
+        tokio::time::sleep(pause).await;
+        Some((Ok::<_, std::io::Error>(next), rest))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test]
+async fn uploads_get_their_own_longer_timeout() {
+    let app = TestApp::spawn_with(
+        common::Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| {
+            c.http.request_timeout_secs = 1;
+            c.http.upload_timeout_secs = 60;
+        },
+    )
+    .await;
+    let c = &app.client;
+    app.register(c, "slowlink@example.com").await;
+
+    // A ZIP trickling in for ~3 s: past the request timeout, within the upload timeout.
+    let boundary = "pulseboard-slow-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"urls.zip\"\r\n\
+         Content-Type: application/zip\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(zip_of(&[("urls.csv", b"https://slow.example/\n")]));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let r = c
+        .post(app.url("/resources"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(slow_body(body, 6, 3.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
+
+    // Any other request still gets the short one.
+    let r = c
+        .post(app.url("/tasks"))
+        .header("content-type", "application/json")
+        .body(slow_body(br#"{"title": "slow task"}"#.to_vec(), 6, 3.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "service_unavailable");
     app.stop().await;
 }

@@ -65,15 +65,145 @@ pub struct Target {
     pub full_url: String,
 }
 
-/// Ids of resources after `after_id`, in id order (a round pages through all resources).
-pub async fn ids_after(pool: &AnyPool, after_id: i64, limit: i64) -> Result<Vec<i64>> {
-    let rows: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM resources WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+// ---------------------------------------------------------------------------------------------
+// Per-resource intervals: which resources a sweep enqueues.
+//
+// A resource without `check_interval_secs` is checked by every round. One with an interval is due
+// when `next_check_at` has passed; the sweep that enqueues it moves `next_check_at` one interval
+// on in the same transaction (so the next sweep does not enqueue it again while its batch waits in
+// the queue), keeping the cadence aligned to the schedule rather than drifting by the time each
+// check takes. After a long pause it restarts from the sweep's time instead of catching up.
+
+/// The `SET` expression that moves a due resource's `next_check_at` on from `$1` (the sweep time).
+const ADVANCE: &str = "next_check_at = CASE \
+     WHEN COALESCE(next_check_at, $1) + check_interval_secs * 1000 > $1 \
+         THEN COALESCE(next_check_at, $1) + check_interval_secs * 1000 \
+     ELSE $1 + check_interval_secs * 1000 END";
+
+/// A page of the resources a round at `at` checks, in id order after `after_id`: every resource
+/// without its own interval, and those with one that are due. Returns `(id, has_interval)`.
+pub async fn round_page(
+    pool: &AnyPool,
+    at: UnixMillis,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<(i64, bool)>> {
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, check_interval_secs FROM resources \
+         WHERE id > $1 AND (check_interval_secs IS NULL OR next_check_at <= $2) \
+         ORDER BY id LIMIT $3",
+    )
+    .bind(after_id)
+    .bind(at)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, interval)| (id, interval.is_some()))
+        .collect())
+}
+
+/// Moves the given resources (those with an interval and still due at `at`) one interval on, in
+/// the caller's transaction. Returns the ids it moved: the ones this sweep should enqueue.
+pub async fn advance_due(
+    conn: &mut AnyConnection,
+    at: UnixMillis,
+    ids: &[i64],
+) -> Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "UPDATE resources SET {ADVANCE} WHERE id IN ({}) \
+         AND check_interval_secs IS NOT NULL AND next_check_at <= $1 RETURNING id",
+        list.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(at);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let mut moved: Vec<i64> = q
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    moved.sort_unstable();
+    Ok(moved)
+}
+
+/// Takes up to `limit` resources with their own interval that are due at `at` (soonest first)
+/// and moves them one interval on, in the caller's transaction. Returns their ids, sorted.
+pub async fn take_due(conn: &mut AnyConnection, at: UnixMillis, limit: i64) -> Result<Vec<i64>> {
+    let sql = format!(
+        "UPDATE resources SET {ADVANCE} \
+         WHERE id IN (SELECT id FROM resources \
+                      WHERE check_interval_secs IS NOT NULL AND next_check_at <= $1 \
+                      ORDER BY next_check_at LIMIT $2) \
+           AND check_interval_secs IS NOT NULL AND next_check_at <= $1 \
+         RETURNING id"
+    );
+    let mut ids: Vec<i64> = sqlx::query_as::<_, (i64,)>(&sql)
+        .bind(at)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// After a check on demand: a resource with its own interval is next due one interval after it.
+pub async fn reschedule_after(
+    pool: &AnyPool,
+    resource_id: i64,
+    checked_at: UnixMillis,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE resources SET next_check_at = $1 + check_interval_secs * 1000 \
+         WHERE id = $2 AND check_interval_secs IS NOT NULL",
+    )
+    .bind(checked_at)
+    .bind(resource_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Sets (or, with None, clears) a resource's own interval. With one, it is next due an interval
+/// after its last check (at once if it was never checked, or if that time has passed); without,
+/// it follows the rounds. Returns the resource's id, None when the user has no such resource.
+pub async fn set_interval(
+    pool: &AnyPool,
+    user_id: i64,
+    key: &ResourceKey,
+    check_interval_secs: Option<i64>,
+    now: UnixMillis,
+) -> Result<Option<i64>> {
+    let col = match key {
+        ResourceKey::Id(_) => "id",
+        ResourceKey::Uuid(_) => "uuid",
+    };
+    let sql = format!(
+        "UPDATE resources SET check_interval_secs = $1, \
+             next_check_at = CASE WHEN last_checked_at IS NULL THEN $2 \
+                                  ELSE last_checked_at + $3 END \
+         WHERE user_id = $4 AND {col} = $5 RETURNING id"
+    );
+    let q = sqlx::query_as::<_, (i64,)>(&sql)
+        .bind(check_interval_secs)
+        .bind(check_interval_secs.map(|_| now))
+        .bind(check_interval_secs.map(|s| s * 1000))
+        .bind(user_id);
+    let q = match key {
+        ResourceKey::Id(id) => q.bind(*id),
+        ResourceKey::Uuid(u) => q.bind(u.clone()),
+    };
+    Ok(q.fetch_optional(pool).await?.map(|(id,)| id))
 }
 
 /// Claims the given resources for `round`: returns those no earlier claim of this (or a later)

@@ -68,21 +68,67 @@ pub async fn claim(
     now: UnixMillis,
     lease_until: UnixMillis,
 ) -> Result<Vec<JobRow>> {
+    // Two simple statements rather than one with an OR, so that each walks a small partial index
+    // in order (queued jobs by run_at; running jobs by lease) instead of scanning the backlog.
+    let mut claimed = claim_where(
+        db,
+        "status = 'queued' AND run_at <= $1",
+        queues,
+        worker,
+        limit,
+        now,
+        lease_until,
+    )
+    .await?;
+    if (claimed.len() as i64) < limit {
+        let expired = claim_where(
+            db,
+            "status = 'running' AND locked_until < $1",
+            queues,
+            worker,
+            limit - claimed.len() as i64,
+            now,
+            lease_until,
+        )
+        .await?;
+        claimed.extend(expired);
+    }
+    Ok(claimed)
+}
+
+async fn claim_where(
+    db: &Db,
+    due: &str,
+    queues: &[String],
+    worker: &str,
+    limit: i64,
+    now: UnixMillis,
+    lease_until: UnixMillis,
+) -> Result<Vec<JobRow>> {
     // Queue names are bound as parameters $5.. so that the list can vary in length.
     let placeholders: Vec<String> = (0..queues.len()).map(|i| format!("${}", i + 5)).collect();
-    let due = format!(
-        "SELECT id FROM jobs WHERE queue IN ({}) AND \
-         ((status = 'queued' AND run_at <= $1) OR (status = 'running' AND locked_until < $1)) \
-         ORDER BY run_at, id LIMIT $2",
+    let (order, index) = if due.starts_with("status = 'queued'") {
+        ("run_at, id", "jobs_queued_idx")
+    } else {
+        ("locked_until", "jobs_running_lease_idx")
+    };
+    // SQLite, without statistics, would pick the (queue, status, run_at) index and sort every due
+    // job of the listed queues; walking the partial index in order stops after `limit` rows.
+    let hint = match db.backend() {
+        Backend::Sqlite => format!(" INDEXED BY {index}"),
+        Backend::Postgres => String::new(),
+    };
+    let select = format!(
+        "SELECT id FROM jobs{hint} WHERE {due} AND queue IN ({}) ORDER BY {order} LIMIT $2",
         placeholders.join(", ")
     );
-    let due = match db.backend() {
-        Backend::Postgres => format!("{due} FOR UPDATE SKIP LOCKED"),
-        Backend::Sqlite => due,
+    let select = match db.backend() {
+        Backend::Postgres => format!("{select} FOR UPDATE SKIP LOCKED"),
+        Backend::Sqlite => select,
     };
     let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $3, \
-         locked_by = $4, updated_at = $1 WHERE id IN ({due}) RETURNING {COLUMNS}"
+         locked_by = $4, updated_at = $1 WHERE id IN ({select}) RETURNING {COLUMNS}"
     );
     let mut q = sqlx::query_as(&sql)
         .bind(now)
@@ -93,6 +139,104 @@ pub async fn claim(
         q = q.bind(queue);
     }
     Ok(q.fetch_all(db.pool()).await?)
+}
+
+/// Claims the given jobs (their ids came from the broker) for `worker`, as [`claim`] does for due
+/// jobs: only those still queued and due, or whose lease expired, are returned. Anything else (done
+/// already, a duplicate delivery, held by a live worker) is left alone: the broker message was
+/// stale and the outbox relay republishes the job if it ever needs to run again.
+pub async fn claim_ids(
+    db: &Db,
+    ids: &[i64],
+    worker: &str,
+    now: UnixMillis,
+    lease_until: UnixMillis,
+) -> Result<Vec<JobRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $2, \
+         locked_by = $3, published_at = NULL, updated_at = $1 \
+         WHERE id IN ({}) AND ((status = 'queued' AND run_at <= $1) \
+         OR (status = 'running' AND locked_until < $1)) RETURNING {COLUMNS}",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql)
+        .bind(now)
+        .bind(lease_until)
+        .bind(worker);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(db.pool()).await?)
+}
+
+/// A job the outbox relay hands to the broker.
+#[derive(Debug, Clone, FromRow)]
+pub struct Unpublished {
+    pub id: i64,
+    pub queue: String,
+    pub kind: String,
+}
+
+/// Marks up to `limit` jobs as published at `now` and returns them, for the relay to publish:
+/// due queued jobs never published, and with `sweep`, also jobs published before `stale_before`
+/// that are still queued (a lost message) and jobs whose lease expired (a dead worker). Two relays
+/// never get the same job from one call, since the mark is one atomic UPDATE.
+pub async fn mark_for_publishing(
+    db: &Db,
+    now: UnixMillis,
+    stale_before: Option<UnixMillis>,
+    limit: i64,
+) -> Result<Vec<Unpublished>> {
+    // The common case reads only the small partial index of unpublished queued jobs.
+    let hint = match db.backend() {
+        Backend::Sqlite => " INDEXED BY jobs_unpublished_idx",
+        Backend::Postgres => "",
+    };
+    let due = match stale_before {
+        None => format!(
+            "SELECT id FROM jobs{hint} WHERE status = 'queued' AND published_at IS NULL \
+             AND run_at <= $1 ORDER BY run_at, id LIMIT $2"
+        ),
+        Some(_) => "SELECT id FROM jobs WHERE \
+                 (status = 'queued' AND run_at <= $1 AND (published_at IS NULL OR published_at < $3)) \
+                 OR (status = 'running' AND locked_until < $1 \
+                     AND (published_at IS NULL OR published_at < $3)) \
+                 ORDER BY run_at, id LIMIT $2"
+            .to_owned(),
+    };
+    let due = match db.backend() {
+        Backend::Postgres => format!("{due} FOR UPDATE SKIP LOCKED"),
+        Backend::Sqlite => due,
+    };
+    let sql =
+        format!("UPDATE jobs SET published_at = $1 WHERE id IN ({due}) RETURNING id, queue, kind");
+    let mut q = sqlx::query_as(&sql).bind(now).bind(limit);
+    if let Some(stale) = stale_before {
+        q = q.bind(stale);
+    }
+    Ok(q.fetch_all(db.pool()).await?)
+}
+
+/// Undoes [`mark_for_publishing`] for jobs the broker did not confirm, unless something else has
+/// touched them since.
+pub async fn unmark_published(db: &Db, ids: &[i64], mark: UnixMillis) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "UPDATE jobs SET published_at = NULL WHERE published_at = $1 AND id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(mark);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.execute(db.pool()).await?.rows_affected())
 }
 
 /// Marks a job finished. Only the worker holding the lease may, so that a job whose lease expired
@@ -139,7 +283,7 @@ pub async fn retry_later(
 ) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE jobs SET status = 'queued', run_at = $1, last_error = $2, locked_until = NULL, \
-         locked_by = NULL, updated_at = $3 \
+         locked_by = NULL, published_at = NULL, updated_at = $3 \
          WHERE id = $4 AND locked_by = $5 AND status = 'running'",
     )
     .bind(run_at)
@@ -174,7 +318,7 @@ pub async fn release(db: &Db, ids: &[i64], worker: &str, now: UnixMillis) -> Res
     for id in ids {
         n += sqlx::query(
             "UPDATE jobs SET status = 'queued', run_at = $1, attempts = attempts - 1, \
-             locked_until = NULL, locked_by = NULL, updated_at = $1 \
+             locked_until = NULL, locked_by = NULL, published_at = NULL, updated_at = $1 \
              WHERE id = $2 AND locked_by = $3 AND status = 'running'",
         )
         .bind(now)
@@ -219,7 +363,7 @@ pub async fn dead(db: &Db, limit: i64) -> Result<Vec<JobRow>> {
 pub async fn requeue_dead(db: &Db, id: i64, now: UnixMillis) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, updated_at = $1, \
-         finished_at = NULL, locked_by = NULL WHERE id = $2 AND status = 'dead'",
+         finished_at = NULL, locked_by = NULL, published_at = NULL WHERE id = $2 AND status = 'dead'",
     )
     .bind(now)
     .bind(id)

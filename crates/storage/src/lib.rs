@@ -4,6 +4,7 @@
 //! Only the DDL differs, so there is one migration folder per dialect. Times are bound as integer
 //! milliseconds, flags read with [`flag`] (SQLite returns integers, PostgreSQL booleans).
 
+pub mod blobs;
 pub mod checks;
 pub mod jobs;
 pub mod mail_log;

@@ -180,20 +180,33 @@ pub async fn due_for_digest(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
-/// Records that the digest for `day` is taken care of for these users.
-pub async fn mark_digest_day(conn: &mut sqlx::AnyConnection, ids: &[i64], day: &str) -> Result<()> {
+/// Claims the digest for `day` of these users: records the day for those whose digest for it is
+/// not yet taken care of, and returns them (sorted). A racing sweep's claim of the same users
+/// returns none of them (PostgreSQL re-checks the condition after waiting for the row lock).
+pub async fn claim_digest_day(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[i64],
+    day: &str,
+) -> Result<Vec<i64>> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
-        "UPDATE users SET last_digest_day = $1 WHERE id IN ({})",
+        "UPDATE users SET last_digest_day = $1 WHERE id IN ({}) \
+         AND (last_digest_day IS NULL OR last_digest_day < $1) RETURNING id",
         placeholders.join(", ")
     );
-    let mut q = sqlx::query(&sql).bind(day);
+    let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(day);
     for id in ids {
         q = q.bind(*id);
     }
-    q.execute(conn).await?;
-    Ok(())
+    let mut claimed: Vec<i64> = q
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    claimed.sort_unstable();
+    Ok(claimed)
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -31,7 +31,6 @@ use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// Whether the request came in under `/api` (cookie paths follow the prefix the client uses).
@@ -84,11 +83,17 @@ fn api_routes() -> Router<AppState> {
             get(routes::resources::get)
                 .post(routes::resources::upload_screenshot)
                 .delete(routes::resources::delete)
-                .layer(DefaultBodyLimit::disable()),
+                .layer(DefaultBodyLimit::disable())
+                // After the layer: a JSON body, under the app-wide limit.
+                .patch(routes::checks::update),
         )
         .route(
             "/resources/{key}/screenshot",
             get(routes::resources::screenshot),
+        )
+        .route(
+            "/resources/{key}/screenshot/capture",
+            post(routes::capture::capture),
         )
         .route("/resources/{key}/check", post(routes::checks::check_now))
         .route(
@@ -157,10 +162,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(cors)
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(cfg.http.request_timeout_secs),
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -181,6 +183,35 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// A request taking longer than `http.request_timeout_secs` gets 503. Multipart uploads (ZIP
+/// imports, screenshots: the only routes that take them) get `http.upload_timeout_secs`, so that a
+/// large file on a slow link is not cut off; the body limit still bounds what they may send.
+async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let http = &state.config.http;
+    let upload = req.method() == Method::POST
+        && req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+    let secs = if upload {
+        http.upload_timeout_secs
+    } else {
+        http.request_timeout_secs
+    };
+    match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(format!(
+            "The request took longer than {secs} s; please try again"
+        ))
+        .into_response(),
+    }
 }
 
 /// Refuses state-changing requests sent by a browser from a foreign site (CSRF). SameSite=Lax

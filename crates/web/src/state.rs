@@ -13,4 +13,6 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// Signs and checks links that act without a login (unsubscribe).
     pub signing_key: Arc<Vec<u8>>,
+    /// Screenshot images (local folder or S3), the same store the workers use.
+    pub blobs: pulseboard_storage::blobs::Blobs,
 }

@@ -1,8 +1,17 @@
 //! The nightly digest. The scheduler runs [`DigestSweep`] often (every 15 minutes by default); a
 //! sweep finds, per time zone, users whose local midnight has passed since their last digest and
-//! fans out one [`DigestEmail`] job per user, so many workers share the work. Each user's day is
-//! marked in the same transaction that enqueues the job, and the job's idempotency key is the user
-//! and the day: running the scheduler twice or retrying sends one digest per user per day.
+//! fans out one [`DigestBatch`] job per [`BATCH`] users, so many workers share the work (a batch
+//! sends one message after another: 100 keep a batch well inside `jobs.timeout_secs` even with a
+//! slow relay). The sweep
+//! claims each user's day (`users.last_digest_day`, a conditional update) in the transaction that
+//! enqueues the batch, so two sweeps never put one user in two batches; and every message is sent
+//! through `send_once` (keyed by user and day): running the scheduler twice or retrying a batch
+//! sends one digest per user per day.
+//!
+//! Why batches and not one job per user: 100,000 users would be 100,000 jobs claimed one by one
+//! (docs/benchmarks.md, `digest-100k`). A user whose digest fails inside a batch gets a
+//! [`DigestEmail`] job of their own, which retries with back-off and dead-letters with the relay's
+//! reply like any mail, so one bad address never holds up or sinks the rest of the batch.
 
 use super::send::send_once;
 use crate::{Context, Job, JobError};
@@ -22,7 +31,30 @@ impl Job for DigestSweep {
     const QUEUE: &'static str = super::MAINTENANCE_QUEUE;
 }
 
-/// One user's digest for one local day.
+/// The digests of up to [`BATCH`] users (claimed by the sweep) for one local day.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DigestBatch {
+    /// The local day the digests report on, YYYY-MM-DD.
+    pub day: String,
+    pub user_ids: Vec<i64>,
+}
+
+impl Job for DigestBatch {
+    const KIND: &'static str = "digest_batch";
+    const QUEUE: &'static str = super::EMAIL_QUEUE;
+
+    fn idempotency_key(&self) -> Option<String> {
+        let first = self.user_ids.first().copied().unwrap_or(0);
+        let last = self.user_ids.last().copied().unwrap_or(0);
+        Some(format!(
+            "digest_batch:{}:{first}-{last}:{}",
+            self.day,
+            self.user_ids.len()
+        ))
+    }
+}
+
+/// One user's digest for one local day (a user whose digest failed inside a batch).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DigestEmail {
     pub user_id: i64,
@@ -39,7 +71,13 @@ impl Job for DigestEmail {
     }
 }
 
-const BATCH: i64 = 500;
+/// Users read (and claimed) per sweep transaction.
+const PAGE: i64 = 500;
+/// Users per [`DigestBatch`].
+pub const BATCH: usize = 100;
+/// Failures in a row after which a batch hands all its remaining users to jobs of their own
+/// (the relay is probably down: each of those retries with back-off on its own).
+const FAILURES_IN_A_ROW: usize = 3;
 
 /// The day whose digest is due at `now` in `tz`: yesterday, local time.
 pub fn report_day(tz: Tz, now: i64) -> NaiveDate {
@@ -68,7 +106,8 @@ pub fn day_bounds(tz: Tz, day: NaiveDate) -> (i64, i64) {
     (start_of(day), start_of(day + Days::new(1)))
 }
 
-/// Enqueues the digests due at `now`. Returns how many were enqueued.
+/// Enqueues the digests due at `now`. Returns for how many users (a racing or repeated sweep
+/// enqueues none for users already claimed).
 pub async fn sweep(ctx: &Context, now: i64) -> Result<u64, JobError> {
     let mut enqueued = 0;
     for tz_name in users::digest_time_zones(ctx.db.pool()).await? {
@@ -76,20 +115,21 @@ pub async fn sweep(ctx: &Context, now: i64) -> Result<u64, JobError> {
         let day = report_day(tz, now).to_string();
         let mut after = 0;
         loop {
-            let ids = users::due_for_digest(ctx.db.pool(), &tz_name, &day, after, BATCH).await?;
+            let ids = users::due_for_digest(ctx.db.pool(), &tz_name, &day, after, PAGE).await?;
             let Some(&last) = ids.last() else { break };
             let mut tx = ctx.db.begin().await?;
-            for id in &ids {
-                // A racing sweep may have enqueued this one already: the idempotency key drops it.
-                let job = DigestEmail {
-                    user_id: *id,
+            // Only the users this transaction claims go into the batch: a racing sweep claims none
+            // of them.
+            let claimed = users::claim_digest_day(&mut tx, &ids, &day).await?;
+            for chunk in claimed.chunks(BATCH) {
+                let job = DigestBatch {
                     day: day.clone(),
+                    user_ids: chunk.to_vec(),
                 };
                 if ctx.queue.enqueue_in(&mut tx, &job).await?.is_some() {
-                    enqueued += 1;
+                    enqueued += chunk.len() as u64;
                 }
             }
-            users::mark_digest_day(&mut tx, &ids, &day).await?;
             tx.commit()
                 .await
                 .map_err(pulseboard_storage::StorageError::from)?;
@@ -105,6 +145,55 @@ pub async fn sweep(ctx: &Context, now: i64) -> Result<u64, JobError> {
 
 pub async fn handle_sweep(ctx: &Context, _job: DigestSweep) -> Result<(), JobError> {
     sweep(ctx, Timestamp::now()).await.map(|_| ())
+}
+
+/// Sends the batch's digests one after another. A user whose digest fails is handed to a
+/// [`DigestEmail`] job of their own; after [`FAILURES_IN_A_ROW`] failures in a row, all the
+/// remaining users are. The batch itself fails (and is retried) only if that hand-off fails.
+pub async fn handle_batch(ctx: &Context, job: DigestBatch) -> Result<(), JobError> {
+    let mut failures = 0;
+    for (i, &user_id) in job.user_ids.iter().enumerate() {
+        let one = DigestEmail {
+            user_id,
+            day: job.day.clone(),
+        };
+        let error = match handle(ctx, one).await {
+            Ok(()) => {
+                failures = 0;
+                continue;
+            }
+            Err(e) => e,
+        };
+        failures += 1;
+        let handed: &[i64] = if failures >= FAILURES_IN_A_ROW {
+            &job.user_ids[i..]
+        } else {
+            &job.user_ids[i..=i]
+        };
+        tracing::warn!(
+            user_id,
+            day = %job.day,
+            error = %error,
+            users = handed.len(),
+            "digest failed inside a batch; handing it to a job of its own"
+        );
+        let mut tx = ctx.db.begin().await?;
+        for &user_id in handed {
+            let single = DigestEmail {
+                user_id,
+                day: job.day.clone(),
+            };
+            ctx.queue.enqueue_in(&mut tx, &single).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(pulseboard_storage::StorageError::from)?;
+        ctx.queue.wake();
+        if handed.len() > 1 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 pub async fn handle(ctx: &Context, job: DigestEmail) -> Result<(), JobError> {

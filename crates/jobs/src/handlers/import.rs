@@ -16,6 +16,12 @@
 //! A bad archive ends the request `failed` with a reason and is not retried; a database error is
 //! retried (the request restarts from zero; resources created by the crashed attempt then count as
 //! duplicates). The upload is deleted once the request is finished.
+//!
+//! The last attempt that fails marks the request `failed` itself (the worker dead-letters the job
+//! next), so a request never stays `in_process` behind a dead job; its upload is kept, so that an
+//! admin who retries the dead job runs the import again. What the handler cannot see (a timeout or
+//! a panic on the last attempt, a discarded job) is caught when the request is read:
+//! `storage::resources::fail_request_without_job`.
 
 use crate::{Context, Job, JobError};
 use pulseboard_domain::{ResourceUrl, Timestamp};
@@ -40,7 +46,7 @@ impl Job for ImportResources {
     const QUEUE: &'static str = super::IMPORTS_QUEUE;
 
     fn idempotency_key(&self) -> Option<String> {
-        Some(format!("import:{}", self.request_id))
+        Some(Self::job_key(&self.request_id))
     }
 }
 
@@ -94,14 +100,52 @@ const ARCHIVE_MAGIC: &[&[u8]] = &[
     b"\x28\xb5\x2f\xfd",
 ];
 
-pub async fn handle(ctx: &Context, job: ImportResources) -> Result<(), JobError> {
+impl ImportResources {
+    /// The idempotency key of the import job of a request.
+    pub fn job_key(request_id: &str) -> String {
+        format!("import:{request_id}")
+    }
+}
+
+/// Runs one attempt; `attempt` counts from 1. On the final attempt (`jobs.max_attempts`), a failure
+/// also ends the request `failed` with the reason.
+pub async fn handle(ctx: &Context, job: ImportResources, attempt: i64) -> Result<(), JobError> {
+    let result = run(ctx, &job).await;
+    let final_error = match &result {
+        Err(JobError::Retry(e)) if attempt >= i64::from(ctx.max_attempts) => Some(e),
+        Err(JobError::Fatal(e)) => Some(e),
+        _ => None,
+    };
+    if let Some(err) = final_error {
+        let reason = format!("The import stopped after repeated errors: {err}");
+        tracing::warn!(request_id = %job.request_id, attempt, reason, "import failed for good");
+        if let Err(e) = resources::finish_request(
+            ctx.db.pool(),
+            &job.request_id,
+            Some(&reason),
+            Timestamp::now(),
+        )
+        .await
+        {
+            // Reading the request notices the dead job and fails it then.
+            tracing::warn!(request_id = %job.request_id, error = %e, "cannot mark the import failed");
+        }
+    }
+    result
+}
+
+async fn run(ctx: &Context, job: &ImportResources) -> Result<(), JobError> {
+    let job = job.clone();
     let pool = ctx.db.pool();
     let path = PathBuf::from(&job.path);
     let Some(req) = resources::request(pool, &job.request_id).await? else {
         remove_upload(&path).await;
         return Ok(());
     };
-    if req.is_finished() {
+    // A failed request whose upload is still there ran out of attempts (a bad archive deletes its
+    // upload): an admin retried its dead job, so it runs again. Anything else finished is done.
+    let retried = req.status == resources::STATUS_FAILED && path.is_file();
+    if req.is_finished() && !retried {
         remove_upload(&path).await;
         return Ok(());
     }

@@ -4,16 +4,20 @@ mod digest;
 mod import;
 mod maintenance;
 mod monitor;
+mod screenshot;
 mod send;
 mod welcome;
 
-pub use digest::{day_bounds, report_day, sweep as digest_sweep, DigestEmail, DigestSweep};
+pub use digest::{
+    day_bounds, report_day, sweep as digest_sweep, DigestBatch, DigestEmail, DigestSweep,
+};
 pub use import::{ImportLimits, ImportResources};
 pub use maintenance::{Cleanup, Noop};
 pub use monitor::{
     new_check, record as record_checks, roll_up as roll_up_checks, sweep as monitor_sweep,
-    AvailabilityAlert, CheckBatch, MonitorSweep,
+    sweep_due as monitor_sweep_due, AvailabilityAlert, CheckBatch, MonitorDue, MonitorSweep,
 };
+pub use screenshot::CaptureScreenshot;
 pub use welcome::WelcomeEmail;
 
 use crate::{Context, Job, JobError};
@@ -35,10 +39,13 @@ pub fn dispatch<'a>(ctx: &'a Context, kind: &str, payload: &'a str, attempt: i64
         WelcomeEmail::KIND => run(payload, move |j| welcome::handle(ctx, j)),
         Cleanup::KIND => run(payload, move |j| maintenance::handle(ctx, j)),
         Noop::KIND => run(payload, move |j| maintenance::noop(j, attempt)),
-        ImportResources::KIND => run(payload, move |j| import::handle(ctx, j)),
+        ImportResources::KIND => run(payload, move |j| import::handle(ctx, j, attempt)),
+        CaptureScreenshot::KIND => run(payload, move |j| screenshot::handle(ctx, j)),
         DigestSweep::KIND => run(payload, move |j| digest::handle_sweep(ctx, j)),
         DigestEmail::KIND => run(payload, move |j| digest::handle(ctx, j)),
+        DigestBatch::KIND => run(payload, move |j| digest::handle_batch(ctx, j)),
         MonitorSweep::KIND => run(payload, move |j| monitor::handle_sweep(ctx, j)),
+        MonitorDue::KIND => run(payload, move |j| monitor::handle_due(ctx, j)),
         CheckBatch::KIND => run(payload, move |j| monitor::handle_batch(ctx, j)),
         AvailabilityAlert::KIND => run(payload, move |j| monitor::handle_alert(ctx, j)),
         other => {

@@ -1,6 +1,10 @@
 //! Availability rounds. The scheduler fires [`MonitorSweep`] on `schedules.monitor`; the sweep
-//! pages through all resources and fans out [`CheckBatch`] jobs of [`BATCH`] ids on the monitor
-//! queue, so every worker consuming that queue shares the round. A batch claims its resources for
+//! pages through the resources the round checks (every resource without its own interval, and
+//! those with one whose `next_check_at` has passed) and fans out [`CheckBatch`] jobs of `monitor.batch_size`
+//! ids on the monitor queue, so every worker consuming that queue shares the round. Between
+//! rounds, [`MonitorDue`] (on the frequent `schedules.monitor_due`) enqueues only the resources
+//! with their own interval that are due; both move such a resource's `next_check_at` one interval
+//! on in the transaction that enqueues it (`storage::checks::take_due`). A batch claims its resources for
 //! the round (`storage::checks::claim_for_round`), checks them concurrently under the checker's
 //! pool and per-host limits, and records the results and the failure policy in one transaction,
 //! together with the [`AvailabilityAlert`] jobs of owners who want alerts.
@@ -19,10 +23,13 @@ use pulseboard_storage::users;
 use pulseboard_storage::Db;
 use serde::{Deserialize, Serialize};
 
-/// Resources per batch job.
-pub const BATCH: usize = 100;
-/// Ids read (and batches enqueued) per sweep transaction.
-const PAGE: i64 = 1000;
+/// Ids read (and batches enqueued) per sweep transaction, at least (or one batch, if larger).
+const PAGE: usize = 1000;
+
+/// Ids per sweep page: whole batches of `monitor.batch_size`.
+fn page_size(batch: usize) -> i64 {
+    (PAGE.div_ceil(batch) * batch) as i64
+}
 
 /// One monitoring round; `round` is its scheduled time (Unix ms).
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,7 +46,23 @@ impl Job for MonitorSweep {
     }
 }
 
-/// Up to [`BATCH`] resources to check in `round`.
+/// Resources with their own `check_interval_secs` that are due at `at` (an occurrence of the
+/// frequent `schedules.monitor_due`): enqueued in batches like a round, but only those.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MonitorDue {
+    pub at: i64,
+}
+
+impl Job for MonitorDue {
+    const KIND: &'static str = "monitor_due";
+    const QUEUE: &'static str = super::MONITOR_QUEUE;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("monitor_due:{}", self.at))
+    }
+}
+
+/// Up to `monitor.batch_size` resources to check in `round`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CheckBatch {
     pub round: i64,
@@ -53,7 +76,18 @@ impl Job for CheckBatch {
     fn idempotency_key(&self) -> Option<String> {
         let first = self.resource_ids.first().copied().unwrap_or(0);
         let last = self.resource_ids.last().copied().unwrap_or(0);
-        Some(format!("check_batch:{}:{first}-{last}", self.round))
+        // A round and a due sweep at the same instant may both batch ids from `first` to `last`
+        // with different ids in between: the key covers every id (FNV-1a), not only the range.
+        let hash = self
+            .resource_ids
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, id| {
+                (h ^ *id as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+        Some(format!(
+            "check_batch:{}:{first}-{last}:{hash:016x}",
+            self.round
+        ))
     }
 }
 
@@ -84,16 +118,25 @@ impl AvailabilityAlert {
     }
 }
 
-/// Enqueues the batches of `round`. Returns how many batch jobs were enqueued (a repeated sweep of
-/// the same round enqueues none: the keys already exist).
+/// Enqueues the batches of `round`: every resource without its own interval, and the ones with an
+/// interval that are due (moved one interval on). Returns how many batch jobs were enqueued (a
+/// repeated sweep of the same round enqueues none: the keys already exist, and its due resources
+/// have moved on).
 pub async fn sweep(ctx: &Context, round: i64) -> Result<u64, JobError> {
+    let batch = ctx.checker.batch_size();
     let mut enqueued = 0;
     let mut after = 0;
     loop {
-        let ids = checks::ids_after(ctx.db.pool(), after, PAGE).await?;
-        let Some(&last) = ids.last() else { break };
+        let page = checks::round_page(ctx.db.pool(), round, after, page_size(batch)).await?;
+        let Some(&(last, _)) = page.last() else { break };
         let mut tx = ctx.db.begin().await?;
-        for chunk in ids.chunks(BATCH) {
+        let with_interval: Vec<i64> = page.iter().filter(|p| p.1).map(|p| p.0).collect();
+        let mut ids: Vec<i64> = page.iter().filter(|p| !p.1).map(|p| p.0).collect();
+        if !with_interval.is_empty() {
+            ids.extend(checks::advance_due(&mut tx, round, &with_interval).await?);
+            ids.sort_unstable();
+        }
+        for chunk in ids.chunks(batch) {
             let job = CheckBatch {
                 round,
                 resource_ids: chunk.to_vec(),
@@ -110,6 +153,41 @@ pub async fn sweep(ctx: &Context, round: i64) -> Result<u64, JobError> {
     }
     tracing::info!(round, batches = enqueued, "monitoring round enqueued");
     Ok(enqueued)
+}
+
+/// Enqueues the resources with their own interval that are due at `at`, in batches. Returns how
+/// many batch jobs were enqueued.
+pub async fn sweep_due(ctx: &Context, at: i64) -> Result<u64, JobError> {
+    let batch = ctx.checker.batch_size();
+    let mut enqueued = 0;
+    loop {
+        let mut tx = ctx.db.begin().await?;
+        let ids = checks::take_due(&mut tx, at, page_size(batch)).await?;
+        if ids.is_empty() {
+            break;
+        }
+        for chunk in ids.chunks(batch) {
+            let job = CheckBatch {
+                round: at,
+                resource_ids: chunk.to_vec(),
+            };
+            if ctx.queue.enqueue_in(&mut tx, &job).await?.is_some() {
+                enqueued += 1;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(pulseboard_storage::StorageError::from)?;
+        ctx.queue.wake();
+    }
+    if enqueued > 0 {
+        tracing::debug!(at, batches = enqueued, "due resources enqueued");
+    }
+    Ok(enqueued)
+}
+
+pub async fn handle_due(ctx: &Context, job: MonitorDue) -> Result<(), JobError> {
+    sweep_due(ctx, job.at).await.map(|_| ())
 }
 
 pub async fn handle_sweep(ctx: &Context, job: MonitorSweep) -> Result<(), JobError> {
@@ -187,12 +265,6 @@ pub async fn record(
             url = %d.resource.full_url,
             "resource deleted after repeated failed checks"
         );
-        if let Some(blob) = &d.screenshot_blob {
-            tracing::warn!(
-                blob,
-                "screenshot of a deleted resource left in the blob store"
-            );
-        }
     }
     Ok(recorded)
 }
@@ -218,6 +290,11 @@ pub async fn handle_batch(ctx: &Context, job: CheckBatch) -> Result<(), JobError
         }
     }
     let recorded = record(&ctx.db, &ctx.queue, ctx.checker.max_retries(), &results).await?;
+    // Deleted resources' screenshots go too (the rows went with the resources).
+    let gone: Vec<&str> = (recorded.deleted.iter())
+        .filter_map(|d| d.screenshot_blob.as_deref())
+        .collect();
+    ctx.blobs.delete_all(gone).await;
     tracing::debug!(
         round = job.round,
         checked = recorded.stored,

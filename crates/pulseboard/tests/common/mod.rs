@@ -5,6 +5,7 @@
 //! the test fails). If PostgreSQL was asked for and cannot be reached, tests fail loudly.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod smtp;
 
 use figment::providers::{Format, Yaml};
@@ -96,12 +97,59 @@ pub fn postgres_admin_url() -> Option<String> {
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
 }
 
+/// RabbitMQ for every test of this run: `AMQP_URL` set means the whole suite runs its jobs
+/// through the broker (`.ci/run` does that for the job and mail tests).
+pub fn amqp_url_from_env() -> Option<String> {
+    std::env::var("AMQP_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// The broker the RabbitMQ-specific tests use, whether or not the suite runs on it.
+pub fn amqp_test_url() -> String {
+    amqp_url_from_env()
+        .or_else(|| std::env::var("PULSEBOARD_TEST_AMQP_URL").ok())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Queues and exchange under a prefix made for one test, deleted with it.
+pub struct AmqpTopology(pub pulseboard_jobs::amqp::AmqpOptions);
+
+impl AmqpTopology {
+    pub fn options(url: &str, prefix: &str) -> pulseboard_jobs::amqp::AmqpOptions {
+        pulseboard_jobs::amqp::AmqpOptions {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+            prefetch: 64,
+            quorum: false,
+            republish_after: std::time::Duration::from_secs(600),
+            poll_interval: std::time::Duration::from_millis(50),
+        }
+    }
+}
+
+impl Drop for AmqpTopology {
+    fn drop(&mut self) {
+        let opts = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let _ = pulseboard_jobs::amqp::delete_topology(&opts, pulseboard_jobs::ALL_QUEUES)
+                    .await;
+            })
+        })
+        .join();
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub app: App,
     pub data_dir: PathBuf,
     running: Option<Running>,
+    pub amqp: Option<AmqpTopology>,
     _pg: Option<PgDatabase>,
     _tmp: tempdir::Dir,
 }
@@ -164,7 +212,20 @@ impl TestApp {
         if let Some(pg) = &pg {
             config.database.url = pg.url.clone();
         }
+        if let Some(url) = amqp_url_from_env() {
+            config.jobs.amqp_url = url;
+        }
         tweak(&mut config);
+        // A test on RabbitMQ gets queues of its own, unless it chose a prefix (to share them).
+        let amqp = (!config.jobs.amqp_url.is_empty()).then(|| {
+            if config.jobs.amqp_prefix == "pulseboard" {
+                config.jobs.amqp_prefix = format!("pb_test_{}", uuid::Uuid::new_v4().simple());
+            }
+            AmqpTopology(AmqpTopology::options(
+                &config.jobs.amqp_url,
+                &config.jobs.amqp_prefix,
+            ))
+        });
         let data_dir = config.data_dir.clone();
         let app = App::build(config, true).await.expect("app builds");
         let running = pulseboard::start(&app, true, opts.worker, opts.scheduler, None, None)
@@ -177,9 +238,29 @@ impl TestApp {
             app,
             data_dir,
             running: Some(running),
+            amqp,
             _pg: pg,
             _tmp: tmp,
         }
+    }
+
+    /// Environment for another `pulseboard` process on the same database (and broker queues).
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "PULSEBOARD_DATA_DIR".into(),
+                self.data_dir.display().to_string(),
+            ),
+            ("DATABASE_URL".into(), self.app.config.database_url()),
+            ("AMQP_URL".into(), self.app.config.jobs.amqp_url.clone()),
+        ];
+        if !self.app.config.jobs.amqp_url.is_empty() {
+            env.push((
+                "PULSEBOARD_JOBS__AMQP_PREFIX".into(),
+                self.app.config.jobs.amqp_prefix.clone(),
+            ));
+        }
+        env
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -30,7 +30,33 @@ pub async fn queues(State(state): State<AppState>, user: CurrentUser) -> ApiResu
             })
         })
         .collect();
-    Ok(Json(json!({ "queues": queues, "dead": dead })))
+    // With RabbitMQ, also what waits in the broker (messages not yet delivered to a worker).
+    let (backend, broker) =
+        match pulseboard_jobs::amqp::AmqpOptions::from_config(&state.config.jobs) {
+            None => ("database", Value::Null),
+            Some(amqp) => {
+                let depths = tokio::time::timeout(
+                    std::time::Duration::from_secs(3),
+                    pulseboard_jobs::amqp::depths(&amqp, pulseboard_jobs::ALL_QUEUES),
+                )
+                .await;
+                let broker = match depths {
+                    Ok(Ok(d)) => json!({
+                        "connected": true,
+                        "messages": d
+                            .into_iter()
+                            .map(|(queue, n)| (queue, json!(n)))
+                            .collect::<serde_json::Map<String, Value>>(),
+                    }),
+                    Ok(Err(e)) => json!({"connected": false, "error": e.to_string()}),
+                    Err(_) => json!({"connected": false, "error": "no answer within 3 s"}),
+                };
+                ("rabbitmq", broker)
+            }
+        };
+    Ok(Json(
+        json!({ "backend": backend, "broker": broker, "queues": queues, "dead": dead }),
+    ))
 }
 
 fn job_id(raw: &str) -> ApiResult<i64> {

@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod capture;
 pub mod checks;
 pub mod docs;
 pub mod health;

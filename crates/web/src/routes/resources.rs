@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Input;
 use crate::state::AppState;
 use crate::ApiPrefix;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, OriginalUri, Path, RawQuery, Request, State};
 use axum::http::header::{
@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pulseboard_domain::{ResourceUrl, Timestamp};
 use pulseboard_jobs::handlers::ImportResources;
+use pulseboard_storage::blobs::{self, ScreenshotError};
 use pulseboard_storage::resources::{
-    self, BlobStore, Event, Filter, LocalBlobStore, ProcessingRequest, Resource, ResourceKey,
+    self, Event, Filter, ProcessingRequest, Resource, ResourceKey,
 };
 use pulseboard_storage::StorageError;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,20 @@ pub struct ResourceView {
     pub response_time_ms: Option<i64>,
     pub unavailable_count: i64,
     pub created_at: String,
+    /// Own check interval; null: checked by every availability round.
+    pub check_interval_secs: Option<i64>,
+    /// When the next check is due (with no own interval: the next round).
+    pub next_check_at: Option<String>,
+}
+
+impl ResourceView {
+    /// Fills `next_check_at` of a resource without its own interval with the next round's time.
+    pub fn scheduled(mut self, next_round: Option<i64>) -> Self {
+        if self.check_interval_secs.is_none() {
+            self.next_check_at = next_round.map(Timestamp::rfc3339);
+        }
+        self
+    }
 }
 
 impl From<Resource> for ResourceView {
@@ -70,6 +85,8 @@ impl From<Resource> for ResourceView {
             response_time_ms: r.last_response_time_ms,
             unavailable_count: r.unavailable_count,
             created_at: Timestamp::rfc3339(r.created_at),
+            check_interval_secs: r.check_interval_secs,
+            next_check_at: r.next_check_at.map(Timestamp::rfc3339),
         }
     }
 }
@@ -137,6 +154,9 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct NewResource {
     url: String,
+    /// Optional own check interval (see `checks::parse_interval`).
+    #[serde(default)]
+    check_interval_secs: Option<Value>,
 }
 
 pub async fn create(
@@ -158,7 +178,11 @@ pub async fn create(
         Input::<NewResource>::from_request(Request::from_parts(parts, Body::from(bytes)), &state)
             .await?;
     let url = ResourceUrl::parse(&body.url)?;
-    let resource = resources::create(state.db.pool(), user.id, &url, Timestamp::now())
+    let interval = match &body.check_interval_secs {
+        Some(v) => super::checks::parse_interval(v, &state.config.monitor)?,
+        None => None,
+    };
+    let resource = resources::create(state.db.pool(), user.id, &url, interval, Timestamp::now())
         .await
         .map_err(|e| match e {
             StorageError::Conflict => {
@@ -166,7 +190,8 @@ pub async fn create(
             }
             other => other.into(),
         })?;
-    Ok((StatusCode::CREATED, Json(ResourceView::from(resource))).into_response())
+    let view = ResourceView::from(resource).scheduled(super::checks::next_round(&state));
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Leading bytes of a ZIP archive (a local file header, or the end record of an empty archive).
@@ -473,7 +498,12 @@ pub async fn list(
         paging.offset(),
     )
     .await?;
-    let items: Vec<ResourceView> = page.items.into_iter().map(Into::into).collect();
+    let next_round = super::checks::next_round(&state);
+    let items: Vec<ResourceView> = page
+        .items
+        .into_iter()
+        .map(|r| ResourceView::from(r).scheduled(next_round))
+        .collect();
     Ok(Json(paging.envelope(items, page.total, uri.path(), &q)))
 }
 
@@ -529,7 +559,8 @@ pub async fn get(
             })
         });
     let (checks, uptime) = super::checks::history(&state, r.id).await?;
-    let mut body = serde_json::to_value(ResourceView::from(r)).map_err(internal)?;
+    let view = ResourceView::from(r).scheduled(super::checks::next_round(&state));
+    let mut body = serde_json::to_value(view).map_err(internal)?;
     body["checks"] = checks;
     body["uptime"] = uptime;
     body["events"] = json!(events);
@@ -553,9 +584,7 @@ pub async fn delete(
     .await?
     .ok_or_else(not_found)?;
     if let Some(blob) = deleted.screenshot_blob {
-        if let Err(e) = blobs(&state).delete(&blob).await {
-            tracing::warn!(blob, error = %e, "cannot delete screenshot blob");
-        }
+        state.blobs.delete_all([blob.as_str()]).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -592,31 +621,28 @@ pub async fn processing_request(
         .map_err(|_| nf())?
         .hyphenated()
         .to_string();
-    let r = resources::request_of(state.db.pool(), user.id, &id)
+    let mut r = resources::request_of(state.db.pool(), user.id, &id)
         .await?
         .ok_or_else(nf)?;
+    // An unfinished request whose job is dead (or gone) will never finish: say so.
+    if !r.is_finished()
+        && resources::fail_request_without_job(
+            state.db.pool(),
+            &id,
+            &ImportResources::job_key(&id),
+            Timestamp::now(),
+        )
+        .await?
+    {
+        r = resources::request_of(state.db.pool(), user.id, &id)
+            .await?
+            .ok_or_else(nf)?;
+    }
     Ok(Json(request_view(r)))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Screenshots
-
-fn blobs(state: &AppState) -> LocalBlobStore {
-    LocalBlobStore::new(state.config.data_dir.join("blobs"))
-}
-
-/// The image type, from the bytes themselves (never from the file name or the client's claim).
-fn image_type(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(("image/png", "png"))
-    } else if bytes.starts_with(b"\xff\xd8\xff") {
-        Some(("image/jpeg", "jpg"))
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(("image/webp", "webp"))
-    } else {
-        None
-    }
-}
 
 /// `POST /resources/{id or uuid}` multipart `file`: stores a PNG, JPEG or WebP screenshot.
 pub async fn upload_screenshot(
@@ -653,38 +679,21 @@ pub async fn upload_screenshot(
         break;
     }
     let bytes = bytes.ok_or_else(no_file_field)?;
-    let Some((content_type, ext)) = image_type(&bytes) else {
-        return Err(invalid("file", "The file is not a PNG, JPEG or WebP image"));
-    };
-    let blob_key = format!(
-        "screenshot-{}-{}.{ext}",
-        resource.uuid,
-        uuid::Uuid::new_v4().simple()
-    );
-    let store = blobs(&state);
-    store.put(&blob_key, &bytes).await.map_err(internal)?;
-    let saved = resources::set_screenshot(
+    // The same path as a captured screenshot: type by content, blob, row + photo_added event.
+    let shot = blobs::store_screenshot(
         state.db.pool(),
+        &state.blobs,
         &resource,
-        &blob_key,
-        content_type,
-        bytes.len() as i64,
+        bytes.into(),
         "upload",
         Timestamp::now(),
     )
-    .await;
-    let (shot, old) = match saved {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = store.delete(&blob_key).await;
-            return Err(e.into());
-        }
-    };
-    if let Some(old) = old {
-        if let Err(e) = store.delete(&old).await {
-            tracing::warn!(blob = old, error = %e, "cannot delete replaced screenshot");
-        }
-    }
+    .await
+    .map_err(|e| match e {
+        ScreenshotError::NotAnImage => invalid("file", "The file is not a PNG, JPEG or WebP image"),
+        ScreenshotError::Storage(e) => e.into(),
+        ScreenshotError::Blob(e) => internal(e),
+    })?;
     let url = screenshot_path(&prefix, &resource.uuid);
     Ok((
         StatusCode::CREATED,
@@ -714,7 +723,8 @@ pub async fn screenshot(
     let shot = resources::screenshot_of(state.db.pool(), resource.id)
         .await?
         .ok_or_else(nf)?;
-    let bytes = blobs(&state)
+    let bytes = state
+        .blobs
         .get(&shot.blob_key)
         .await
         .map_err(internal)?
@@ -726,7 +736,7 @@ pub async fn screenshot(
             (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             (CONTENT_DISPOSITION, "inline".to_owned()),
         ],
-        Bytes::from(bytes),
+        bytes,
     )
         .into_response())
 }
