@@ -209,6 +209,12 @@ pub async fn delete_topology(opts: &AmqpOptions, queues: &[&str]) -> lapin::Resu
     Ok(())
 }
 
+/// How long to wait before reconnecting after `failures` failed attempts in a row: 0.4 s, doubling,
+/// at most 5 s.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    Duration::from_millis(200 * 2u64.pow(failures.min(5))).min(Duration::from_secs(5))
+}
+
 /// Publishes due jobs from the table to RabbitMQ until `shutdown`; reconnects after any broker
 /// error with capped back-off. Safe to run in many processes at once.
 pub async fn run_relay(
@@ -223,8 +229,7 @@ pub async fn run_relay(
             Ok(()) => break,
             Err(e) => {
                 failures += 1;
-                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
-                    .min(Duration::from_secs(5));
+                let wait = reconnect_delay(failures);
                 if failures == 1 {
                     tracing::warn!(error = %e, "RabbitMQ unavailable to the outbox relay; jobs wait in the database until it is back");
                 } else {

@@ -262,8 +262,7 @@ async fn consume_broker(
                 if failures == 1 {
                     tracing::warn!(worker = %pool.id, error = %e, "cannot consume from RabbitMQ; retrying");
                 }
-                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
-                    .min(Duration::from_secs(5));
+                let wait = amqp::reconnect_delay(failures);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}

@@ -114,11 +114,11 @@ pub async fn advance_due(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let list = crate::placeholders(2, ids.len());
     let sql = format!(
         "UPDATE resources SET {ADVANCE} WHERE id IN ({}) \
          AND check_interval_secs IS NOT NULL AND next_check_at <= $1 RETURNING id",
-        list.join(", ")
+        list
     );
     let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(at);
     for id in ids {
@@ -212,11 +212,11 @@ pub async fn claim_for_round(pool: &AnyPool, round: i64, ids: &[i64]) -> Result<
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let list = crate::placeholders(2, ids.len());
     let sql = format!(
         "UPDATE resources SET check_round = $1 \
          WHERE id IN ({}) AND (check_round IS NULL OR check_round < $1) RETURNING id, full_url",
-        list.join(", ")
+        list
     );
     let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(round);
     for id in ids {

@@ -70,20 +70,11 @@ pub async fn claim(
 ) -> Result<Vec<JobRow>> {
     // Two simple statements rather than one with an OR, so that each walks a small partial index
     // in order (queued jobs by run_at; running jobs by lease) instead of scanning the backlog.
-    let mut claimed = claim_where(
-        db,
-        "status = 'queued' AND run_at <= $1",
-        queues,
-        worker,
-        limit,
-        now,
-        lease_until,
-    )
-    .await?;
+    let mut claimed = claim_where(db, &QUEUED, queues, worker, limit, now, lease_until).await?;
     if (claimed.len() as i64) < limit {
         let expired = claim_where(
             db,
-            "status = 'running' AND locked_until < $1",
+            &EXPIRED_LEASE,
             queues,
             worker,
             limit - claimed.len() as i64,
@@ -96,9 +87,28 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// Which jobs are due, in what order, and the partial index that serves exactly that.
+struct Due {
+    filter: &'static str,
+    order: &'static str,
+    index: &'static str,
+}
+
+const QUEUED: Due = Due {
+    filter: "status = 'queued' AND run_at <= $1",
+    order: "run_at, id",
+    index: "jobs_queued_idx",
+};
+
+const EXPIRED_LEASE: Due = Due {
+    filter: "status = 'running' AND locked_until < $1",
+    order: "locked_until",
+    index: "jobs_running_lease_idx",
+};
+
 async fn claim_where(
     db: &Db,
-    due: &str,
+    due: &Due,
     queues: &[String],
     worker: &str,
     limit: i64,
@@ -106,21 +116,16 @@ async fn claim_where(
     lease_until: UnixMillis,
 ) -> Result<Vec<JobRow>> {
     // Queue names are bound as parameters $5.. so that the list can vary in length.
-    let placeholders: Vec<String> = (0..queues.len()).map(|i| format!("${}", i + 5)).collect();
-    let (order, index) = if due.starts_with("status = 'queued'") {
-        ("run_at, id", "jobs_queued_idx")
-    } else {
-        ("locked_until", "jobs_running_lease_idx")
-    };
+    let placeholders = crate::placeholders(5, queues.len());
     // SQLite, without statistics, would pick the (queue, status, run_at) index and sort every due
     // job of the listed queues; walking the partial index in order stops after `limit` rows.
     let hint = match db.backend() {
-        Backend::Sqlite => format!(" INDEXED BY {index}"),
+        Backend::Sqlite => format!(" INDEXED BY {}", due.index),
         Backend::Postgres => String::new(),
     };
     let select = format!(
-        "SELECT id FROM jobs{hint} WHERE {due} AND queue IN ({}) ORDER BY {order} LIMIT $2",
-        placeholders.join(", ")
+        "SELECT id FROM jobs{hint} WHERE {} AND queue IN ({placeholders}) ORDER BY {} LIMIT $2",
+        due.filter, due.order
     );
     let select = match db.backend() {
         Backend::Postgres => format!("{select} FOR UPDATE SKIP LOCKED"),
@@ -155,13 +160,13 @@ pub async fn claim_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+    let placeholders = crate::placeholders(4, ids.len());
     let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $2, \
          locked_by = $3, published_at = NULL, updated_at = $1 \
          WHERE id IN ({}) AND ((status = 'queued' AND run_at <= $1) \
          OR (status = 'running' AND locked_until < $1)) RETURNING {COLUMNS}",
-        placeholders.join(", ")
+        placeholders
     );
     let mut q = sqlx::query_as(&sql)
         .bind(now)
@@ -227,10 +232,10 @@ pub async fn unmark_published(db: &Db, ids: &[i64], mark: UnixMillis) -> Result<
     if ids.is_empty() {
         return Ok(0);
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let placeholders = crate::placeholders(2, ids.len());
     let sql = format!(
         "UPDATE jobs SET published_at = NULL WHERE published_at = $1 AND id IN ({})",
-        placeholders.join(", ")
+        placeholders
     );
     let mut q = sqlx::query(&sql).bind(mark);
     for id in ids {
@@ -259,11 +264,11 @@ pub async fn complete_many(db: &Db, ids: &[i64], worker: &str, now: UnixMillis) 
     if ids.is_empty() {
         return Ok(0);
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let placeholders = crate::placeholders(3, ids.len());
     let sql = format!(
         "UPDATE jobs SET status = 'done', finished_at = $1, updated_at = $1, locked_until = NULL \
          WHERE locked_by = $2 AND status = 'running' AND id IN ({})",
-        placeholders.join(", ")
+        placeholders
     );
     let mut q = sqlx::query(&sql).bind(now).bind(worker);
     for id in ids {

@@ -169,6 +169,14 @@ fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
 }
 
 /// Reads a boolean column: PostgreSQL stores BOOLEAN, SQLite an integer 0/1.
+/// `$first, $first+1, …` for `n` bound values: lists of ids or names in `IN (…)`.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn flag(row: &AnyRow, column: &str) -> std::result::Result<bool, sqlx::Error> {
     match row.try_get::<bool, _>(column) {
         Ok(b) => Ok(b),

@@ -191,11 +191,11 @@ pub async fn claim_digest_day(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let placeholders = crate::placeholders(2, ids.len());
     let sql = format!(
         "UPDATE users SET last_digest_day = $1 WHERE id IN ({}) \
          AND (last_digest_day IS NULL OR last_digest_day < $1) RETURNING id",
-        placeholders.join(", ")
+        placeholders
     );
     let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(day);
     for id in ids {
