@@ -772,6 +772,14 @@ mod tests {
             ),
             ("PULSEBOARD_JOBS__CONCURRENCY", "0", "jobs.concurrency"),
             ("DATABASE_URL", "mysql://x", "database.url"),
+            ("AMQP_URL", "redis://x", "jobs.amqp_url"),
+            ("PULSEBOARD_JOBS__AMQP_PREFIX", "a b", "jobs.amqp_prefix"),
+            ("PULSEBOARD_JOBS__AMQP_PREFETCH", "0", "jobs.amqp_prefetch"),
+            (
+                "PULSEBOARD_JOBS__AMQP_REPUBLISH_SECS",
+                "0",
+                "jobs.amqp_republish_secs",
+            ),
             (
                 "PULSEBOARD_HTTP__CORS_ORIGINS",
                 "[http://a.example/path]",
