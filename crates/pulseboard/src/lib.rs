@@ -97,6 +97,7 @@ pub struct App {
     pub queue: Queue,
     pub mailer: Mailer,
     pub keys: Arc<Keys>,
+    pub logins: Arc<pulseboard_web::auth::Logins>,
     pub signing_key: Arc<Vec<u8>>,
     /// Availability checks, shared by every worker of this process.
     pub checker: Arc<pulseboard_jobs::checker::Checker>,
@@ -154,6 +155,7 @@ impl App {
             queue,
             mailer,
             keys: Arc::new(Keys::from_secret(&secret)),
+            logins: Arc::default(),
             signing_key: Arc::new(secret),
         })
     }
@@ -164,6 +166,7 @@ impl App {
             db: self.db.clone(),
             queue: self.queue.clone(),
             keys: self.keys.clone(),
+            logins: self.logins.clone(),
             signing_key: self.signing_key.clone(),
             blobs: self.blobs.clone(),
         }

@@ -1086,3 +1086,143 @@ async fn uploads_get_their_own_longer_timeout() {
     assert_eq!(v["error"], "service_unavailable");
     app.stop().await;
 }
+
+/// `meta.total_items` comes from counters kept by triggers (migration 0007), not from counting
+/// rows: after additions, an import, checks that flip availability, deletions (one by cascade)
+/// and a compaction, every filter's total still equals a count of the rows.
+#[tokio::test]
+async fn totals_stay_exact_through_every_change() {
+    let app = TestApp::spawn_with_worker().await;
+    let c = &app.client;
+    app.register(c, "totals@example.com").await;
+    let other = app.new_client();
+    app.register(&other, "totals-other@example.com").await;
+    let a = add(&app, c, "https://a.org/").await;
+    add(&app, c, "https://b.org/").await;
+    let d = add(&app, c, "https://d.com/").await;
+    add(&app, &other, "https://other.org/").await;
+    let csv: String = (0..30)
+        .map(|i| format!("https://i{i}.example.{}/\n", ["org", "net", "io"][i % 3]))
+        .collect();
+    let id = import(&app, c, zip_of(&[("urls.csv", csv.as_bytes())])).await;
+    assert_eq!(finished(&app, c, &id).await["created"], 30);
+    // As a monitoring round would: some up, some down, one flipped twice.
+    let pool = app.app.db.pool();
+    sqlx::query("UPDATE resources SET last_is_available = (id % 3 = 0)")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE resources SET last_is_available = NULL WHERE id = $1")
+        .bind(a["id"].as_i64().unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+    let r = c
+        .delete(app.url(&format!("/resources/{}", d["uuid"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let me: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'totals@example.com'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let shared = &app;
+    let check = |label: &'static str| async move {
+        let app = shared;
+        for zone in [
+            None,
+            Some("org"),
+            Some("net"),
+            Some("com"),
+            Some("io"),
+            Some("xyz"),
+        ] {
+            for avail in [None, Some(true), Some(false)] {
+                let mut query = String::from("/resources?per_page=1");
+                let mut sql = format!("SELECT COUNT(*) FROM resources WHERE user_id = {me}");
+                if let Some(z) = zone {
+                    query += &format!("&domain_zone={z}");
+                    sql += &format!(" AND domain_zone = '{z}'");
+                }
+                if let Some(v) = avail {
+                    query += &format!("&availability={v}");
+                    sql += if v {
+                        " AND last_is_available = (1 = 1)"
+                    } else {
+                        " AND last_is_available = (1 = 0)"
+                    };
+                }
+                let want: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap();
+                let (status, v) = get_json(c, app.url(&query)).await;
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(v["meta"]["total_items"], want, "{label}: {query}");
+            }
+        }
+    };
+    check("after changes").await;
+    // Two compactions at once (PostgreSQL folds deltas; SQLite rewrites its one row per key).
+    let (x, y) = tokio::join!(
+        pulseboard_storage::resources::compact_counts(pool, me),
+        pulseboard_storage::resources::compact_counts(pool, me)
+    );
+    x.unwrap();
+    y.unwrap();
+    check("after compaction").await;
+    // Deleting the other account cascades to its resource; our totals are untouched.
+    sqlx::query("DELETE FROM users WHERE email = 'totals-other@example.com'")
+        .execute(pool)
+        .await
+        .unwrap();
+    check("after another account went").await;
+    let total: i64 =
+        sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resource_counts")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(total, rows);
+    app.stop().await;
+}
+
+/// Concurrent additions share SQLite commits (storage::writer): each still gets its own answer,
+/// a duplicate fails alone without undoing the others, and every created resource has its event.
+#[tokio::test]
+async fn concurrent_additions_commit_together_and_fail_alone() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "burst@example.com").await;
+    let mut calls = vec![];
+    for i in 0..60 {
+        // Every sixth call repeats the URL of the call before it.
+        let n = if i % 6 == 5 { i - 1 } else { i };
+        let (c, url) = (c.clone(), app.url("/resources"));
+        calls.push(tokio::spawn(async move {
+            c.post(url)
+                .json(&json!({ "url": format!("https://burst{n}.example.org/") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut created = 0;
+    let mut conflicts = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => conflicts += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (50, 10));
+    let (_, list) = get_json(c, app.url("/resources?per_page=1")).await;
+    assert_eq!(list["meta"]["total_items"], 50);
+    let (_, feed) = get_json(c, app.url("/feed?per_page=1")).await;
+    assert_eq!(feed["meta"]["total_items"], 50);
+    app.stop().await;
+}

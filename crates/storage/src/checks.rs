@@ -14,6 +14,7 @@ use pulseboard_domain::UnixMillis;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, FromRow, Row};
+use std::collections::HashMap;
 
 /// One stored check.
 #[derive(Debug, Clone)]
@@ -257,64 +258,71 @@ pub async fn record_batch(
     now: UnixMillis,
 ) -> Result<Recorded> {
     let mut out = Recorded::default();
-    for c in results {
+    if results.is_empty() {
+        return Ok(out);
+    }
+    // A statement per step for the whole batch, not per check: at 500 checks a batch that is
+    // 4 statements instead of 2,000, and the write lock is held that much shorter.
+    let mut ids: Vec<i64> = results.iter().map(|c| c.resource_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut was: HashMap<i64, Option<bool>> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
         // Write first: on SQLite this takes the write lock at once (a deferred transaction that
         // reads, then writes, fails with SQLITE_BUSY when another writer committed in between);
-        // on PostgreSQL it locks the row, so the read below cannot race another recorder.
-        sqlx::query("UPDATE resources SET check_round = check_round WHERE id = $1")
-            .bind(c.resource_id)
-            .execute(&mut *tx)
-            .await?;
-        let prev: Option<AnyRow> =
-            sqlx::query("SELECT last_is_available FROM resources WHERE id = $1")
-                .bind(c.resource_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(prev) = prev else { continue };
-        let was: Option<bool> = match prev.try_get::<Option<bool>, _>("last_is_available") {
-            Ok(b) => b,
-            Err(_) => prev
-                .try_get::<Option<i64>, _>("last_is_available")?
-                .map(|v| v != 0),
-        };
-        let updated: Option<(i64, String, String, i64)> = sqlx::query_as(
-            "UPDATE resources SET last_status_code = $1, last_is_available = $2, \
-             last_checked_at = $3, last_response_time_ms = $4, \
-             unavailable_count = CASE WHEN $5 THEN 0 ELSE unavailable_count + 1 END \
-             WHERE id = $6 RETURNING user_id, uuid, full_url, unavailable_count",
-        )
-        .bind(c.status_code)
-        .bind(c.is_available)
-        .bind(c.checked_at)
-        .bind(c.response_time_ms)
-        .bind(c.is_available)
-        .bind(c.resource_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((user_id, uuid, url, count)) = updated else {
-            continue;
-        };
-        sqlx::query(
-            "INSERT INTO checks (resource_id, checked_at, status_code, error_kind, \
-                                 response_time_ms, is_available, final_url) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(c.resource_id)
-        .bind(c.checked_at)
-        .bind(c.status_code)
-        .bind(c.error_kind.clone())
-        .bind(c.response_time_ms)
-        .bind(c.is_available)
-        .bind(c.final_url.clone())
-        .execute(&mut *tx)
-        .await?;
-        out.stored += 1;
-        if was.is_some_and(|w| w != c.is_available) {
+        // on PostgreSQL it locks the rows (in id order), so the read below cannot race another
+        // recorder.
+        let list = crate::placeholders(1, chunk.len());
+        let lock_sql = format!(
+            "UPDATE resources SET check_round = check_round WHERE id IN ({list}) RETURNING id"
+        );
+        let mut lock = sqlx::query_as::<_, (i64,)>(&lock_sql);
+        for id in chunk {
+            lock = lock.bind(*id);
+        }
+        lock.fetch_all(&mut *tx).await?;
+        let read_sql = format!("SELECT id, last_is_available FROM resources WHERE id IN ({list})");
+        let mut read = sqlx::query(&read_sql);
+        for id in chunk {
+            read = read.bind(*id);
+        }
+        for row in read.fetch_all(&mut *tx).await? {
+            was.insert(
+                row.try_get("id")?,
+                crate::optional_flag(&row, "last_is_available")?,
+            );
+        }
+    }
+    // Checks of resources deleted meanwhile are dropped; so is a repeated id.
+    let mut fresh: Vec<&NewCheck> = Vec::with_capacity(results.len());
+    let mut taken = std::collections::HashSet::with_capacity(results.len());
+    for c in results {
+        if was.contains_key(&c.resource_id) && taken.insert(c.resource_id) {
+            fresh.push(c);
+        }
+    }
+    let mut updated: HashMap<i64, (i64, String, String, i64)> = HashMap::new();
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        updated.extend(update_last(tx, chunk).await?);
+    }
+    let stored: Vec<&NewCheck> = fresh
+        .into_iter()
+        .filter(|c| updated.contains_key(&c.resource_id))
+        .collect();
+    for chunk in stored.chunks(ROWS_PER_STATEMENT) {
+        insert_checks(tx, chunk).await?;
+    }
+    out.stored = stored.len();
+    for c in stored {
+        let (user_id, uuid, url, count) = &updated[&c.resource_id];
+        let user_id = *user_id;
+        let previous = was.get(&c.resource_id).copied().flatten();
+        if previous.is_some_and(|w| w != c.is_available) {
             resources::insert_event(
                 tx,
                 user_id,
-                &uuid,
-                &url,
+                uuid,
+                url,
                 resources::STATUS_CHANGED,
                 &json!({
                     "from": if c.is_available { "down" } else { "up" },
@@ -333,7 +341,7 @@ pub async fn record_batch(
                 check: c.clone(),
             });
         }
-        if !c.is_available && count >= max_retries {
+        if !c.is_available && *count >= max_retries {
             let details = json!({
                 "reason": "unavailable",
                 "unavailable_count": count,
@@ -349,6 +357,93 @@ pub async fn record_batch(
         }
     }
     Ok(out)
+}
+
+/// Rows per multi-row statement of [`record_batch`] (see `resources::ROWS_PER_INSERT` on why
+/// SQLite wants few parameters per statement).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// Writes the `last_*` columns and the failure counter of checked resources.
+/// Returns, per resource id, its (user_id, uuid, full_url, unavailable_count).
+async fn update_last(
+    tx: &mut AnyConnection,
+    checks: &[&NewCheck],
+) -> Result<Vec<(i64, (i64, String, String, i64))>> {
+    let values: Vec<String> = (0..checks.len())
+        .map(|i| {
+            let b = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "WITH v (id, status_code, is_available, checked_at, response_time_ms) AS (VALUES {}) \
+         UPDATE resources SET last_status_code = v.status_code, \
+             last_is_available = v.is_available, last_checked_at = v.checked_at, \
+             last_response_time_ms = v.response_time_ms, \
+             unavailable_count = CASE WHEN v.is_available THEN 0 \
+                                      ELSE resources.unavailable_count + 1 END \
+         FROM v WHERE resources.id = v.id \
+         RETURNING resources.id, resources.user_id, resources.uuid, resources.full_url, \
+                   resources.unavailable_count",
+        values.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (i64, i64, String, String, i64)>(&sql);
+    for c in checks {
+        q = q
+            .bind(c.resource_id)
+            .bind(c.status_code)
+            .bind(c.is_available)
+            .bind(c.checked_at)
+            .bind(c.response_time_ms);
+    }
+    Ok(q.fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(id, user_id, uuid, url, count)| (id, (user_id, uuid, url, count)))
+        .collect())
+}
+
+async fn insert_checks(tx: &mut AnyConnection, checks: &[&NewCheck]) -> Result<()> {
+    let values: Vec<String> = (0..checks.len())
+        .map(|i| {
+            let b = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO checks (resource_id, checked_at, status_code, error_kind, \
+                             response_time_ms, is_available, final_url) VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for c in checks {
+        q = q
+            .bind(c.resource_id)
+            .bind(c.checked_at)
+            .bind(c.status_code)
+            .bind(c.error_kind.clone())
+            .bind(c.response_time_ms)
+            .bind(c.is_available)
+            .bind(c.final_url.clone());
+    }
+    q.execute(&mut *tx).await?;
+    Ok(())
 }
 
 /// The latest checks of a resource, newest first.

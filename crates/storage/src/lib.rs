@@ -12,6 +12,7 @@ pub mod resources;
 pub mod sessions;
 pub mod tasks;
 pub mod users;
+pub mod writer;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -73,6 +74,8 @@ pub struct ConnectOptions {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Group commit for small writes on SQLite (see [`writer`]); None on PostgreSQL.
+    writer: Option<writer::Writer>,
 }
 
 impl Db {
@@ -107,7 +110,34 @@ impl Db {
             .connect(url)
             .await
             .map_err(|e| StorageError::Unavailable(describe_connect_error(url, &e)))?;
-        Ok(Self { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(|| writer::Writer::start(pool.clone()));
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
+    }
+
+    /// Runs a small write (`f` on a transaction) and returns once it is committed. On SQLite,
+    /// concurrent writes share one commit (see [`writer`]); an error undoes only this write.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+            ) -> futures_core::future::BoxFuture<'c, Result<T>>
+            + Send
+            + 'static,
+    {
+        match &self.writer {
+            Some(w) => w.write(f).await,
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let value = f(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -168,7 +198,6 @@ fn describe_connect_error(url: &str, e: &sqlx::Error) -> String {
     format!("cannot open database {shown}: {e}")
 }
 
-/// Reads a boolean column: PostgreSQL stores BOOLEAN, SQLite an integer 0/1.
 /// `$first, $first+1, …` for `n` bound values: lists of ids or names in `IN (…)`.
 pub fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -177,6 +206,7 @@ pub fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Reads a boolean column: PostgreSQL stores BOOLEAN, SQLite an integer 0/1.
 pub fn flag(row: &AnyRow, column: &str) -> std::result::Result<bool, sqlx::Error> {
     match row.try_get::<bool, _>(column) {
         Ok(b) => Ok(b),

@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             })?
             .claims;
         // Logout revokes the login at once, not when the access token runs out.
-        if !sessions::family_active(state.db.pool(), &claims.sid).await? {
+        if !state.logins.is_active(&state.db, &claims.sid).await? {
             return Err(ApiError::Unauthorized("You have been logged out".into()));
         }
         Ok(CurrentUser {
@@ -97,6 +97,57 @@ impl FromRequestParts<AppState> for CurrentUser {
             role: claims.role,
             session: claims.sid,
         })
+    }
+}
+
+/// Which logins (refresh token families) were recently seen active, so that a busy client does
+/// not cost a database round trip per request just to learn it has not logged out.
+///
+/// A revocation through this process ([`Logins::revoke`]) is seen at once; one made by another
+/// process (several `serve` behind a balancer) within [`Logins::TTL`].
+#[derive(Default)]
+pub struct Logins {
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Logins {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Beyond this many entries, expired ones are swept out on the next insert.
+    const SWEEP_AT: usize = 10_000;
+
+    pub async fn is_active(&self, db: &pulseboard_storage::Db, family: &str) -> ApiResult<bool> {
+        let now = std::time::Instant::now();
+        if self
+            .seen
+            .lock()
+            .expect("logins lock")
+            .get(family)
+            .is_some_and(|at| now.duration_since(*at) < Self::TTL)
+        {
+            return Ok(true);
+        }
+        let active = sessions::family_active(db.pool(), family).await?;
+        if active {
+            let mut seen = self.seen.lock().expect("logins lock");
+            if seen.len() >= Self::SWEEP_AT {
+                seen.retain(|_, at| now.duration_since(*at) < Self::TTL);
+            }
+            seen.insert(family.to_owned(), now);
+        }
+        Ok(active)
+    }
+
+    /// Revokes a login in the database and forgets it here.
+    pub async fn revoke(
+        &self,
+        db: &pulseboard_storage::Db,
+        family: &str,
+        now: UnixMillis,
+    ) -> ApiResult<()> {
+        self.seen.lock().expect("logins lock").remove(family);
+        sessions::revoke_family(db.pool(), family, now).await?;
+        self.seen.lock().expect("logins lock").remove(family);
+        Ok(())
     }
 }
 
@@ -260,7 +311,7 @@ pub async fn refresh(state: &AppState, presented: &str, api_prefixed: bool) -> A
             .and_then(|t| t.rotated_at)
             .unwrap_or(now);
         if now - rotated_at > grace_ms {
-            sessions::revoke_family(state.db.pool(), &token.family, now).await?;
+            state.logins.revoke(&state.db, &token.family, now).await?;
             tracing::warn!(
                 user_id = token.user_id,
                 "refresh token reused; login revoked"

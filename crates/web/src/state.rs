@@ -11,6 +11,8 @@ pub struct AppState {
     pub db: Db,
     pub queue: Queue,
     pub keys: Arc<Keys>,
+    /// Logins recently seen active (see [`crate::auth::Logins`]).
+    pub logins: Arc<crate::auth::Logins>,
     /// Signs and checks links that act without a login (unsubscribe).
     pub signing_key: Arc<Vec<u8>>,
     /// Screenshot images (local folder or S3), the same store the workers use.

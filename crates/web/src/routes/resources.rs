@@ -182,7 +182,12 @@ pub async fn create(
         Some(v) => super::checks::parse_interval(v, &state.config.monitor)?,
         None => None,
     };
-    let resource = resources::create(state.db.pool(), user.id, &url, interval, Timestamp::now())
+    let (user_id, now, new_url) = (user.id, Timestamp::now(), url.clone());
+    let resource = state
+        .db
+        .write(move |tx| {
+            Box::pin(async move { resources::create(tx, user_id, &new_url, interval, now).await })
+        })
         .await
         .map_err(|e| match e {
             StorageError::Conflict => {

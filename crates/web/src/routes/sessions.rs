@@ -117,11 +117,11 @@ pub async fn logout(
 ) -> ApiResult<impl IntoResponse> {
     let now = Timestamp::now();
     if let Ok(user) = &user {
-        sessions::revoke_family(state.db.pool(), &user.session, now).await?;
+        state.logins.revoke(&state.db, &user.session, now).await?;
     }
     if let Some(token) = auth::cookie(&headers, REFRESH_COOKIE).filter(|t| !t.is_empty()) {
         if let Some(row) = sessions::by_hash(state.db.pool(), &auth::hash_token(&token)).await? {
-            sessions::revoke_family(state.db.pool(), &row.family, now).await?;
+            state.logins.revoke(&state.db, &row.family, now).await?;
         }
     }
     Ok((
