@@ -1,7 +1,7 @@
 use crate::{flag, Result};
 use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, UnixMillis};
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, FromRow, Row};
+use sqlx::{AnyConnection, AnyPool, FromRow, Row};
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -63,9 +63,9 @@ pub async fn get(pool: &AnyPool, user_id: i64, id: i64) -> Result<Option<Task>> 
     .await?)
 }
 
-/// Adds a task at the end of the user's list.
+/// Adds a task at the end of the user's list (on the caller's transaction: `Db::write`).
 pub async fn create(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     user_id: i64,
     title: &TaskTitle,
     description: &TaskDescription,
@@ -82,7 +82,7 @@ pub async fn create(
     .bind(title.as_str())
     .bind(description.as_str())
     .bind(now)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?)
 }
 
@@ -97,7 +97,7 @@ pub struct TaskPatch {
 /// Applies a patch in one statement. Marking done stamps `done_at` (kept if it was already done);
 /// un-marking clears it. None when the task is not the user's.
 pub async fn update(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     user_id: i64,
     id: i64,
     patch: TaskPatch,
@@ -123,15 +123,15 @@ pub async fn update(
     .bind(now)
     .bind(id)
     .bind(user_id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?)
 }
 
-pub async fn delete(pool: &AnyPool, user_id: i64, id: i64) -> Result<bool> {
+pub async fn delete(conn: &mut AnyConnection, user_id: i64, id: i64) -> Result<bool> {
     let r = sqlx::query("DELETE FROM tasks WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user_id)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(r.rows_affected() == 1)
 }

@@ -140,3 +140,81 @@ fn answer_all(answers: Vec<Answer>, error: &str) {
         done(Some(error));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConnectOptions, Db, StorageError};
+    use std::time::Duration;
+
+    async fn db() -> (Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pb-writer-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/w.db?mode=rwc", dir.display());
+        let opts = ConnectOptions {
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        };
+        let db = Db::connect(&url, &opts).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        (db, dir)
+    }
+
+    fn insert(db: &Db, v: i64) -> impl std::future::Future<Output = crate::Result<i64>> + '_ {
+        db.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                    .bind(v)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::from_insert)?;
+                Ok(v)
+            })
+        })
+    }
+
+    /// Many concurrent writes, some failing: each caller gets its own outcome, a failure undoes
+    /// only its own write, and a panicking write neither stops the writer nor leaks its rows.
+    #[tokio::test]
+    async fn writes_in_a_group_succeed_and_fail_alone() {
+        let (db, dir) = db().await;
+        let mut outcomes = vec![];
+        let results = futures_util::future::join_all((0..200).map(|i| {
+            // Every tenth write repeats the one before it: a unique violation.
+            let v = if i % 10 == 9 { i - 1 } else { i };
+            insert(&db, v)
+        }))
+        .await;
+        for r in results {
+            outcomes.push(r.is_ok());
+            if let Err(e) = r {
+                assert!(matches!(e, StorageError::Conflict), "{e}");
+            }
+        }
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 180);
+        let panicked = db
+            .write(|tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES (1000)")
+                        .execute(&mut *tx)
+                        .await?;
+                    panic!("a bug in a write");
+                    #[allow(unreachable_code)]
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(panicked.is_err());
+        assert_eq!(insert(&db, 1001).await.unwrap(), 1001);
+        let (rows, max): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(v) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!((rows, max), (181, 1001));
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

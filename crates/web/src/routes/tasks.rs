@@ -86,14 +86,13 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<TaskView>)> {
     let title = TaskTitle::parse(&body.title)?;
     let description = TaskDescription::parse(body.description.as_deref().unwrap_or(""))?;
-    let task = tasks::create(
-        state.db.pool(),
-        user.id,
-        &title,
-        &description,
-        Timestamp::now(),
-    )
-    .await?;
+    let (user_id, now) = (user.id, Timestamp::now());
+    let task = state
+        .db
+        .write(move |tx| {
+            Box::pin(async move { tasks::create(tx, user_id, &title, &description, now).await })
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(task.into())))
 }
 
@@ -134,7 +133,10 @@ pub async fn update(
         done: body.done,
         position: body.position.map(TaskPosition::parse).transpose()?,
     };
-    let task = tasks::update(state.db.pool(), user.id, id, patch, Timestamp::now())
+    let (user_id, now) = (user.id, Timestamp::now());
+    let task = state
+        .db
+        .write(move |tx| Box::pin(async move { tasks::update(tx, user_id, id, patch, now).await }))
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(task.into()))
@@ -145,7 +147,12 @@ pub async fn delete(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if tasks::delete(state.db.pool(), user.id, task_id(&id)?).await? {
+    let (user_id, id) = (user.id, task_id(&id)?);
+    let deleted = state
+        .db
+        .write(move |tx| Box::pin(async move { tasks::delete(tx, user_id, id).await }))
+        .await?;
+    if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found())
