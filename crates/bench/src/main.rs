@@ -5,6 +5,7 @@
 //! markdown row per scenario: throughput and latency as the median of the runs (with the spread),
 //! and the server's CPU seconds and peak RSS read from /proc.
 
+mod chart;
 mod digest;
 mod monitor;
 mod server;
@@ -49,6 +50,7 @@ const SCENARIOS: &[&str] = &[
     "tasks-write",
     "resources-post",
     "import-100k",
+    "import-1m",
     "resources-list",
     "jobs-noop",
     "jobs-noop-amqp",
@@ -56,6 +58,7 @@ const SCENARIOS: &[&str] = &[
     "monitor-10k",
     "monitor-100k",
     "digest-100k",
+    "concurrency",
 ];
 
 #[tokio::main]
@@ -185,6 +188,26 @@ where
     })
 }
 
+/// 100k resources through a ZIP import, then marked as a monitoring round would leave them:
+/// 70% up, 30% down.
+async fn seed_resources(server: &Server, client: &reqwest::Client) -> Result<()> {
+    server.register(client, "bench@example.com").await?;
+    server.import(client, 100_000).await?;
+    let db = server.connect_db().await?;
+    sqlx::query("UPDATE resources SET last_is_available = (id % 10 < 7)")
+        .execute(db.pool())
+        .await?;
+    if db.backend() == pulseboard_storage::Backend::Postgres {
+        // What autovacuum does within a minute or so of a bulk change: statistics, and the
+        // visibility map that lets the page's index-only scan skip the table.
+        sqlx::query("VACUUM ANALYZE resources")
+            .execute(db.pool())
+            .await?;
+    }
+    db.close().await;
+    Ok(())
+}
+
 fn ok(r: reqwest::Response, want: u16) -> Result<reqwest::Response> {
     if r.status().as_u16() != want {
         bail!("expected {want}, got {} from {}", r.status(), r.url());
@@ -207,15 +230,18 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
         "tasks-write" => ("req/s", "≥ 3,000 req/s"),
         "resources-post" => ("req/s", "≥ 3,000 req/s"),
         "import-100k" => ("URLs/s", "100k in ≤ 3 s"),
+        "import-1m" => ("URLs/s", "1M in ≤ 30 s, peak RSS < 200 MB"),
         "resources-list" => ("req/s", "≥ 5,000 req/s"),
         "jobs-noop" => ("jobs/s", "≥ 2,000 jobs/s (SQLite)"),
         "jobs-noop-amqp" => ("jobs/s", "≥ 5,000 jobs/s (RabbitMQ)"),
         "monitor-10k" => ("checks/s", "round of 10k ≤ 10 s, API p99 < 50 ms"),
         "monitor-100k" => ("checks/s", "round of 100k ≤ 60 s, API p99 < 50 ms"),
         "digest-100k" => ("mails/s", "≤ 60 s, peak RSS < 200 MB (SQLite)"),
+        "concurrency" => ("req/s", "chart: docs/benchmarks-concurrency.svg"),
         _ => ("", "—"),
     };
     let mut notes = vec![];
+    let mut sweeps: Vec<Vec<(usize, Sample)>> = vec![];
     let env = match name {
         "monitor-10k" | "monitor-100k" => monitor::server_env(),
         "digest-100k" => digest::server_env(),
@@ -295,38 +321,53 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
                 })
                 .await?
             }
-            "import-100k" | "resources-list" => {
+            "import-100k" | "import-1m" => {
                 server.register(&client, "bench@example.com").await?;
-                let started = Instant::now();
-                server.import(&client, 100_000).await?;
-                let secs = started.elapsed().as_secs_f64();
-                if name == "import-100k" {
-                    Sample {
-                        per_sec: 100_000.0 / secs,
-                        p50_ms: f64::NAN,
-                        p99_ms: f64::NAN,
-                    }
+                let n = if name == "import-1m" {
+                    1_000_000
                 } else {
-                    load(o.connections, o.seconds, move |c, i| {
-                        let (client, base) = (client.clone(), base.clone());
-                        async move {
-                            let page = 1 + (c as u64 * 7919 + i * 31) % 300;
-                            ok(
-                                client
-                                    .get(format!(
-                                        "{base}/resources?page={page}&per_page=10&domain_zone=org"
-                                    ))
-                                    .send()
-                                    .await?,
-                                200,
-                            )?
-                            .bytes()
-                            .await?;
-                            Ok(())
-                        }
-                    })
-                    .await?
+                    100_000
+                };
+                let secs = server.import(&client, n).await?.as_secs_f64();
+                Sample {
+                    per_sec: n as f64 / secs,
+                    p50_ms: f64::NAN,
+                    p99_ms: f64::NAN,
                 }
+            }
+            "resources-list" => {
+                seed_resources(&server, &client).await?;
+                load(o.connections, o.seconds, move |c, i| {
+                    let (client, base) = (client.clone(), base.clone());
+                    async move {
+                        let page = 1 + (c as u64 * 7919 + i * 31) % 300;
+                        ok(
+                            client
+                                .get(format!(
+                                    "{base}/resources?page={page}&per_page=10\
+                                     &domain_zone=org&availability=true"
+                                ))
+                                .send()
+                                .await?,
+                            200,
+                        )?
+                        .bytes()
+                        .await?;
+                        Ok(())
+                    }
+                })
+                .await?
+            }
+            "concurrency" => {
+                seed_resources(&server, &client).await?;
+                let sweep = chart::sweep(&client, &base, o.seconds.min(3)).await?;
+                let at_64 = sweep
+                    .iter()
+                    .find(|(c, _)| *c == 64)
+                    .map(|(_, s)| *s)
+                    .context("no 64-connection level")?;
+                sweeps.push(sweep);
+                at_64
             }
             "jobs-noop" => server.drain_noop_jobs(20_000).await?,
             "jobs-noop-amqp" => server.drain_noop_jobs(20_000).await?,
@@ -372,6 +413,39 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
         cpu += c / o.runs as f64;
         rss = f64::max(rss, r);
         samples.push(sample);
+    }
+    if name == "concurrency" {
+        let points: Vec<(usize, Sample)> = chart::LEVELS
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let at =
+                    |f: fn(&Sample) -> f64| median(sweeps.iter().map(|s| f(&s[i].1)).collect());
+                let sample = Sample {
+                    per_sec: at(|s| s.per_sec),
+                    p50_ms: at(|s| s.p50_ms),
+                    p99_ms: at(|s| s.p99_ms),
+                };
+                (c, sample)
+            })
+            .collect();
+        for (c, s) in &points {
+            notes.push(format!(
+                "{c} connections: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+                s.per_sec, s.p50_ms, s.p99_ms
+            ));
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/benchmarks-concurrency.svg");
+        chart::draw(
+            &path,
+            &format!(
+                "GET /resources?domain_zone=org&availability=true over 100k rows ({backend}, median of {})",
+                o.runs
+            ),
+            &points,
+        )?;
+        notes.push("chart written to docs/benchmarks-concurrency.svg".into());
     }
     Ok(Row {
         scenario: name.to_owned(),

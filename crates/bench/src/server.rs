@@ -106,18 +106,21 @@ impl Server {
         Ok(())
     }
 
-    /// Uploads a ZIP of `n` distinct .org URLs and waits for the import to succeed.
-    pub async fn import(&self, client: &reqwest::Client, n: usize) -> Result<()> {
+    /// Uploads a ZIP of `n` distinct URLs (a quarter each in .org, .com, .net and .io) and waits
+    /// for the import to succeed. Returns the time from the start of the upload to `succeeded`.
+    pub async fn import(&self, client: &reqwest::Client, n: usize) -> Result<Duration> {
         let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         zip.start_file("urls.csv", zip::write::SimpleFileOptions::default())?;
         writeln!(zip, "url")?;
         for i in 0..n {
-            writeln!(zip, "https://host{i}.example.org/path/{i}?id={i}")?;
+            let zone = ["org", "com", "net", "io"][i % 4];
+            writeln!(zip, "https://host{i}.example.{zone}/path/{i}?id={i}")?;
         }
         let bytes = zip.finish()?.into_inner();
         let part = reqwest::multipart::Part::bytes(bytes)
             .file_name("urls.zip")
             .mime_str("application/zip")?;
+        let started = Instant::now();
         let r = client
             .post(format!("{}/resources", self.base))
             .multipart(reqwest::multipart::Form::new().part("file", part))
@@ -138,9 +141,9 @@ impl Server {
                 .json()
                 .await?;
             match s["status"].as_str() {
-                Some("succeeded") => return Ok(()),
+                Some("succeeded") => return Ok(started.elapsed()),
                 Some("failed") => bail!("import failed: {s}"),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }

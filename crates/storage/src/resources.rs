@@ -418,6 +418,20 @@ fn is_postgres(pool: &AnyPool) -> bool {
         .starts_with("postgres")
 }
 
+/// Folds the counts of every user whose rows have piled up (the cleanup job: a user who never
+/// lists their resources never triggers [`compact_counts`] from the list). Returns how many users.
+pub async fn compact_all_counts(pool: &AnyPool) -> Result<usize> {
+    let users: Vec<(i64,)> =
+        sqlx::query_as("SELECT user_id FROM resource_counts GROUP BY user_id HAVING COUNT(*) > $1")
+            .bind(COMPACT_AFTER_ROWS)
+            .fetch_all(pool)
+            .await?;
+    for (user_id,) in &users {
+        compact_counts(pool, *user_id).await?;
+    }
+    Ok(users.len())
+}
+
 /// Folds a user's `resource_counts` rows into one per key. Safe beside writers and other
 /// compactions: the DELETE takes only rows committed before it, whose sum is written back in the
 /// same transaction; deltas committed meanwhile stay as they are.

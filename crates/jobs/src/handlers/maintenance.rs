@@ -1,9 +1,9 @@
 use crate::{Context, Job, JobError};
 use pulseboard_domain::Timestamp;
-use pulseboard_storage::{jobs, sessions};
+use pulseboard_storage::{jobs, resources, sessions};
 use serde::{Deserialize, Serialize};
 
-/// Prunes finished jobs and expired refresh tokens.
+/// Prunes finished jobs and expired refresh tokens, and folds piled-up resource count deltas.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Cleanup {
     /// Finished jobs older than this many days are deleted.
@@ -20,7 +20,13 @@ pub async fn handle(ctx: &Context, job: Cleanup) -> Result<(), JobError> {
     let before = now - (job.retention_days as i64) * 86_400_000;
     let jobs_pruned = jobs::prune_done(&ctx.db, before).await?;
     let tokens_pruned = sessions::prune_expired(ctx.db.pool(), now).await?;
-    tracing::info!(jobs_pruned, tokens_pruned, "cleanup finished");
+    let counts_compacted = resources::compact_all_counts(ctx.db.pool()).await?;
+    tracing::info!(
+        jobs_pruned,
+        tokens_pruned,
+        counts_compacted,
+        "cleanup finished"
+    );
     Ok(())
 }
 
