@@ -138,6 +138,20 @@ enum Bind {
     Bool(bool),
 }
 
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for b in binds {
+        q = match b {
+            Bind::I64(v) => q.bind(*v),
+            Bind::Str(v) => q.bind(v.clone()),
+            Bind::Bool(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
 fn bind_all_as<'q, T>(
     mut q: sqlx::query::QueryAs<'q, sqlx::Any, T, sqlx::any::AnyArguments<'q>>,
     binds: &[Bind],
@@ -313,29 +327,72 @@ async fn insert_added_events(
     Ok(())
 }
 
-fn filter_clauses(user_id: i64, f: &Filter) -> (String, Vec<Bind>) {
+/// A filter as SQL: the `WHERE` condition on `resources`, its binds ($1 is the user), and the
+/// condition on `resource_counts` that selects the same resources, written over the same binds.
+struct Where {
+    sql: String,
+    binds: Vec<Bind>,
+    /// None when the filter names one resource (id or uuid): counted from `resources` instead.
+    counts_sql: Option<String>,
+}
+
+fn filter_clauses(user_id: i64, f: &Filter) -> Where {
     let mut clauses = vec!["user_id = $1".to_owned()];
+    let mut counts = vec!["user_id = $1".to_owned()];
     let mut binds = vec![Bind::I64(user_id)];
-    let mut add = |col: &str, b: Bind| {
-        binds.push(b);
-        clauses.push(format!("{col} = ${}", binds.len()));
-    };
     if let Some(a) = f.available {
-        add("last_is_available", Bind::Bool(a));
+        binds.push(Bind::Bool(a));
+        let at = binds.len();
+        clauses.push(format!("last_is_available = ${at}"));
+        // A boolean on PostgreSQL, 0/1 on SQLite: the CASE reads both.
+        counts.push(format!("availability = CASE WHEN ${at} THEN 1 ELSE 0 END"));
     }
     if let Some(id) = f.id {
-        add("id", Bind::I64(id));
+        binds.push(Bind::I64(id));
+        clauses.push(format!("id = ${}", binds.len()));
     }
     if let Some(u) = &f.uuid {
-        add("uuid", Bind::Str(u.clone()));
+        binds.push(Bind::Str(u.clone()));
+        clauses.push(format!("uuid = ${}", binds.len()));
     }
     if let Some(z) = &f.domain_zone {
-        add("domain_zone", Bind::Str(z.clone()));
+        binds.push(Bind::Str(z.clone()));
+        let at = binds.len();
+        clauses.push(format!("domain_zone = ${at}"));
+        counts.push(format!("domain_zone = ${at}"));
     }
-    (clauses.join(" AND "), binds)
+    let names_one = f.id.is_some() || f.uuid.is_some();
+    Where {
+        sql: clauses.join(" AND "),
+        binds,
+        counts_sql: (!names_one).then(|| counts.join(" AND ")),
+    }
+}
+
+impl Where {
+    /// Scalar subqueries: the number of matching resources, and how many `resource_counts` rows
+    /// that took (for compaction; 0 when counted from `resources`).
+    fn total_exprs(&self) -> (String, String) {
+        match &self.counts_sql {
+            Some(c) => (
+                format!(
+                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resource_counts WHERE {c}"
+                ),
+                format!("SELECT COUNT(*) FROM resource_counts WHERE {c}"),
+            ),
+            None => (
+                format!("SELECT COUNT(*) FROM resources WHERE {}", self.sql),
+                "SELECT CAST(0 AS BIGINT)".to_owned(),
+            ),
+        }
+    }
 }
 
 /// One page of the user's resources matching `filter`, oldest first.
+///
+/// One statement: the page by a deferred join (the OFFSET walks an index of ids, and only the
+/// page's rows are read from the table), with the total beside every row as a scalar subquery
+/// over `resource_counts` (see migration 0007). Only an empty page costs a second statement.
 pub async fn list(
     pool: &AnyPool,
     user_id: i64,
@@ -343,60 +400,35 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<Page<Resource>> {
-    let (wh, binds) = filter_clauses(user_id, filter);
-    let total = total(pool, user_id, filter, &wh, &binds).await?;
-    // Deferred join: the OFFSET walks an index of ids (user, zone, availability, id) instead of
-    // whole rows, and only the page's rows are read from the table.
-    let n = binds.len();
+    let wh = filter_clauses(user_id, filter);
+    let (total_sql, rows_sql) = wh.total_exprs();
+    let n = wh.binds.len();
     let sql = format!(
-        "SELECT {COLUMNS} FROM resources WHERE id IN \
-           (SELECT id FROM resources WHERE {wh} ORDER BY id LIMIT ${} OFFSET ${}) \
+        "SELECT {COLUMNS}, ({total_sql}) AS total_items, ({rows_sql}) AS count_rows \
+         FROM resources WHERE id IN \
+           (SELECT id FROM resources WHERE {} ORDER BY id LIMIT ${} OFFSET ${}) \
          ORDER BY id",
+        wh.sql,
         n + 1,
         n + 2
     );
-    let items = bind_all_as(sqlx::query_as(&sql), &binds)
+    let rows: Vec<AnyRow> = bind_all(sqlx::query(&sql), &wh.binds)
         .bind(limit)
         .bind(offset)
         .fetch_all(pool)
         .await?;
-    Ok(Page { items, total })
-}
-
-/// How many of the user's resources match: from `resource_counts` (see migration 0007) when the
-/// filter is by zone and availability only, by counting rows when it names one resource.
-async fn total(
-    pool: &AnyPool,
-    user_id: i64,
-    filter: &Filter,
-    wh: &str,
-    binds: &[Bind],
-) -> Result<i64> {
-    if filter.id.is_some() || filter.uuid.is_some() {
-        let sql = format!("SELECT COUNT(*) FROM resources WHERE {wh}");
-        let (total,): (i64,) = bind_all_as(sqlx::query_as(&sql), binds)
-            .fetch_one(pool)
-            .await?;
-        return Ok(total);
-    }
-    let mut sql = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT), COUNT(*) FROM resource_counts \
-                   WHERE user_id = $1"
-        .to_owned();
-    let mut binds = vec![Bind::I64(user_id)];
-    if let Some(z) = &filter.domain_zone {
-        binds.push(Bind::Str(z.clone()));
-        sql += &format!(" AND domain_zone = ${}", binds.len());
-    }
-    if let Some(a) = filter.available {
-        binds.push(Bind::I64(i64::from(a)));
-        sql += &format!(" AND availability = ${}", binds.len());
-    }
-    let (total, rows): (i64, i64) = bind_all_as(sqlx::query_as(&sql), &binds)
-        .fetch_one(pool)
-        .await?;
+    let (total, count_rows) = match rows.first() {
+        Some(row) => (row.try_get("total_items")?, row.try_get("count_rows")?),
+        None => {
+            let sql = format!("SELECT ({total_sql}), ({rows_sql})");
+            bind_all_as::<(i64, i64)>(sqlx::query_as(&sql), &wh.binds)
+                .fetch_one(pool)
+                .await?
+        }
+    };
     // On PostgreSQL every write appends a delta row; fold them once they pile up. Off the
     // request's path: the total above is already exact.
-    if rows > COMPACT_AFTER_ROWS && is_postgres(pool) {
+    if count_rows > COMPACT_AFTER_ROWS && is_postgres(pool) {
         let pool = pool.clone();
         tokio::spawn(async move {
             if let Err(e) = compact_counts(&pool, user_id).await {
@@ -404,7 +436,11 @@ async fn total(
             }
         });
     }
-    Ok(total)
+    let items = rows
+        .iter()
+        .map(Resource::from_row)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Page { items, total })
 }
 
 /// Delta rows a filter may read before the user's counts are folded (PostgreSQL only: SQLite
