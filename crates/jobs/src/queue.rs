@@ -44,6 +44,12 @@ impl Queue {
         Ok(id)
     }
 
+    /// The id of a queued or running job equal to `job` (same kind and payload), if any.
+    pub async fn unfinished<J: Job>(&self, job: &J) -> Result<Option<i64>> {
+        let payload = serde_json::to_string(job).expect("job payloads serialise");
+        jobs::unfinished_with_payload(self.db.pool(), J::KIND, &payload).await
+    }
+
     /// Enqueues a job inside the caller's transaction: it exists only if that transaction commits.
     /// Call [`Queue::wake`] after the commit.
     pub async fn enqueue_in<J: Job>(&self, conn: &mut Conn, job: &J) -> Result<Option<i64>> {

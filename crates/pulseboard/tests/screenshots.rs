@@ -777,3 +777,48 @@ async fn a_resource_removed_by_failed_checks_takes_its_screenshot_along() {
     assert_eq!(blobs(), 0, "its screenshot went with it");
     app.stop().await;
 }
+
+/// A second "Capture now" while the first capture waits gets that capture, not another one; once
+/// it is finished, a new click queues a new capture.
+#[tokio::test]
+async fn a_repeated_capture_request_joins_the_one_under_way() {
+    let app = TestApp::spawn_with(
+        Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| {
+            c.screenshots.capture = pulseboard_config::CaptureMode::Always;
+            c.monitor.allow_private_targets = true;
+        },
+    )
+    .await;
+    let c = &app.client;
+    app.register(c, "double-click@example.com").await;
+    let uuid = add(&app, c, "http://127.0.0.1:9/").await;
+    let other = add(&app, c, "http://127.0.0.1:10/").await;
+    let job_of = |r: Value| r["job_id"].as_i64().unwrap();
+    let first = capture(&app, c, &uuid).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first = job_of(first.json().await.unwrap());
+    let second = job_of(capture(&app, c, &uuid).await.json().await.unwrap());
+    assert_eq!(first, second);
+    // Another resource's capture is its own job.
+    let third = job_of(capture(&app, c, &other).await.json().await.unwrap());
+    assert_ne!(third, first);
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'capture_screenshot'")
+            .fetch_one(app.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(count, 2);
+    // Finished (as a worker would leave it): the next click is a new capture.
+    sqlx::query("UPDATE jobs SET status = 'done' WHERE id = $1")
+        .bind(first)
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    let fourth = job_of(capture(&app, c, &uuid).await.json().await.unwrap());
+    assert_ne!(fourth, first);
+    app.stop().await;
+}

@@ -4,7 +4,7 @@
 
 use crate::{Backend, Db, Result};
 use pulseboard_domain::UnixMillis;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::{AnyConnection, AnyPool, FromRow};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct JobRow {
@@ -32,6 +32,24 @@ pub struct NewJob<'a> {
     pub max_attempts: i64,
     pub run_at: UnixMillis,
     pub idempotency_key: Option<&'a str>,
+}
+
+/// A queued or running job of `kind` with exactly this payload (to answer a repeated request
+/// with the job already under way rather than a second one).
+pub async fn unfinished_with_payload(
+    pool: &AnyPool,
+    kind: &str,
+    payload: &str,
+) -> Result<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT id FROM jobs WHERE kind = $1 AND payload = $2 \
+         AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+    )
+    .bind(kind)
+    .bind(payload)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id,)| id))
 }
 
 /// Inserts a job on the given connection (often a transaction, so that the job exists only if the

@@ -71,13 +71,15 @@ pub async fn capture(
             });
         }
     }
-    let job_id = state
-        .queue
-        .enqueue(&CaptureScreenshot {
-            user_id: user.id,
-            resource_uuid: resource.uuid.clone(),
-        })
-        .await?;
+    let job = CaptureScreenshot {
+        user_id: user.id,
+        resource_uuid: resource.uuid.clone(),
+    };
+    // A second click while a capture of this resource waits or runs gets that capture.
+    let job_id = match state.queue.unfinished(&job).await? {
+        Some(id) => Some(id),
+        None => state.queue.enqueue(&job).await?,
+    };
     let screenshot_url = format!(
         "{}/resources/{}/screenshot",
         if prefix.0 { "/api" } else { "" },
