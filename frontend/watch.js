@@ -775,6 +775,7 @@ export function normalizeEvent(e) {
     available: from("is_available", "available", "new_status"),
     statusCode: from("status_code"),
     message: from("message", "description"),
+    exists: from("resource_exists"),
   };
 }
 
@@ -819,7 +820,8 @@ function eventList(events, { linkResources = true } = {}) {
     events.map((ev) => {
       const tone = ev.type === "resource_deleted" || (ev.type === "status_changed" && (ev.available === false || ev.available === "down")) ? "bad" : ev.type === "status_changed" ? "ok" : "info";
       const text = eventText(ev);
-      const canLink = linkResources && ev.uuid && ev.type !== "resource_deleted";
+      // No link to a resource that is gone (its events stay in the feed).
+      const canLink = linkResources && ev.uuid && ev.type !== "resource_deleted" && ev.exists !== false;
       return h(
         "li",
         { class: `event ${tone}`, "data-testid": "event-item", "data-type": ev.type },

@@ -465,6 +465,7 @@ async fn details_delete_and_feed() {
     assert!(v["screenshot"].is_null());
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
     assert_eq!(v["events"][0]["kind"], "resource_added");
+    assert_eq!(v["events"][0]["resource_exists"], true);
     // By numeric id too.
     let (status, _) = get_json(c, app.url(&format!("/resources/{}", a["id"]))).await;
     assert_eq!(status, StatusCode::OK);
@@ -517,12 +518,23 @@ async fn details_delete_and_feed() {
         ]
     );
     assert_eq!(v["items"][1]["resource_uuid"], uuid_a);
+    // Every event of a deleted resource says so (clients do not link to it).
+    assert!(v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["resource_exists"] == false));
     assert!(v["items"][0]["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(v["links"]["next"], "/feed?page=2&per_page=3");
     let (_, v) = get_json(c, app.url("/feed?page=2&per_page=3")).await;
     assert_eq!(v["items"][0]["kind"], "resource_added");
     assert_eq!(v["items"][0]["url"], "https://a.example.com/");
+    assert_eq!(v["items"][0]["resource_exists"], false);
     assert_eq!(v["links"]["prev"], "/feed?page=1&per_page=3");
+    let kept = add(&app, c, "https://kept.example.com/").await;
+    let (_, v) = get_json(c, app.url("/feed?per_page=1")).await;
+    assert_eq!(v["items"][0]["resource_uuid"], kept["uuid"]);
+    assert_eq!(v["items"][0]["resource_exists"], true);
     let (status, _) = get_json(c, app.url("/feed?per_page=500")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     app.stop().await;

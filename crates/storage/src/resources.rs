@@ -77,6 +77,8 @@ pub struct Event {
     pub kind: String,
     pub created_at: UnixMillis,
     pub details: Value,
+    /// False once the resource is deleted (its events stay in the feed).
+    pub resource_exists: bool,
 }
 
 impl FromRow<'_, AnyRow> for Event {
@@ -90,11 +92,14 @@ impl FromRow<'_, AnyRow> for Event {
             kind: row.try_get("kind")?,
             created_at: row.try_get("created_at")?,
             details: serde_json::from_str(&details).unwrap_or(Value::Null),
+            resource_exists: crate::flag(row, "resource_exists")?,
         })
     }
 }
 
-const EVENT_COLUMNS: &str = "id, user_id, resource_uuid, url, kind, created_at, details";
+/// The event's columns, and whether its resource still exists (the feed links only to those).
+const EVENT_COLUMNS: &str = "id, user_id, resource_uuid, url, kind, created_at, details, \
+     EXISTS (SELECT 1 FROM resources r WHERE r.uuid = events.resource_uuid) AS resource_exists";
 
 /// A resource named in a path: by its numeric id or by its uuid.
 #[derive(Debug, Clone)]

@@ -99,6 +99,8 @@ pub struct EventView {
     pub url: String,
     pub created_at: String,
     pub details: Value,
+    /// False once the resource is deleted: clients should not link to it.
+    pub resource_exists: bool,
 }
 
 impl From<Event> for EventView {
@@ -110,6 +112,7 @@ impl From<Event> for EventView {
             url: e.url,
             created_at: Timestamp::rfc3339(e.created_at),
             details: e.details,
+            resource_exists: e.resource_exists,
         }
     }
 }
