@@ -175,6 +175,86 @@ async fn crud_with_done_stamps_and_filters() {
     app.stop().await;
 }
 
+/// The list is read in one aggregated statement (see `storage::tasks::list`), a task's page with
+/// the row mapping: both must show the same task, whatever its text holds.
+#[tokio::test]
+async fn the_list_shows_every_task_exactly_as_its_own_page_does() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "list@example.com").await;
+    let empty: Value = c
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty, json!([]));
+
+    let texts = [
+        ("quotes \"and\" back\\slash", "tab\there\r\nnew line"),
+        ("Задача по-русски", "ёмкость — тире, «кавычки»"),
+        ("emoji 🚀 and </script>", ""),
+        ("{\"looks\": [\"like json\"]}", "null"),
+    ];
+    let mut ids = vec![];
+    for (title, description) in texts {
+        let t: Value = c
+            .post(app.url("/tasks"))
+            .json(&json!({"title": title, "description": description}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(t["title"], title);
+        assert_eq!(t["description"], description);
+        ids.push(t["id"].as_i64().unwrap());
+    }
+    for id in [ids[1], ids[3]] {
+        c.patch(app.url(&format!("/tasks/{id}")))
+            .json(&json!({"done": true}))
+            .send()
+            .await
+            .unwrap();
+    }
+    for (query, want) in [
+        ("", vec![ids[0], ids[1], ids[2], ids[3]]),
+        ("?done=true", vec![ids[1], ids[3]]),
+        ("?done=false", vec![ids[0], ids[2]]),
+    ] {
+        let list: Vec<Value> = c
+            .get(app.url(&format!("/tasks{query}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            list.iter()
+                .map(|t| t["id"].as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            want,
+            "{query}"
+        );
+        for listed in list {
+            let page: Value = c
+                .get(app.url(&format!("/tasks/{}", listed["id"])))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(listed, page);
+        }
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn users_cannot_see_or_touch_each_others_tasks() {
     let app = TestApp::spawn().await;

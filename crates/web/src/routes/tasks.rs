@@ -67,7 +67,7 @@ pub async fn list(
         ),
         details: [("done".to_owned(), "must be true or false".to_owned())].into(),
     })?;
-    let rows = tasks::list(state.db.pool(), user.id, q.done).await?;
+    let rows = tasks::list(&state.db, user.id, q.done).await?;
     Ok(Json(rows.into_iter().map(TaskView::from).collect()))
 }
 
