@@ -45,6 +45,10 @@ struct Row {
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const AMQP_PREFIX: &str = "pb_bench";
 
+/// Jobs per second that `jobs-steady` enqueues: well below what either queue drains, so the
+/// latency it reports is a job's wait under load, not a backlog's.
+const STEADY_RATE: u32 = 1_000;
+
 const SCENARIOS: &[&str] = &[
     "tasks-read",
     "tasks-write",
@@ -54,6 +58,8 @@ const SCENARIOS: &[&str] = &[
     "resources-list",
     "jobs-noop",
     "jobs-noop-amqp",
+    "jobs-steady",
+    "jobs-steady-amqp",
     "idle-rss",
     "monitor-10k",
     "monitor-100k",
@@ -234,6 +240,7 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
         "resources-list" => ("req/s", "≥ 5,000 req/s"),
         "jobs-noop" => ("jobs/s", "≥ 2,000 jobs/s (SQLite)"),
         "jobs-noop-amqp" => ("jobs/s", "≥ 5,000 jobs/s (RabbitMQ)"),
+        "jobs-steady" | "jobs-steady-amqp" => ("jobs/s", "report p50/p99 latency"),
         "monitor-10k" => ("checks/s", "round of 10k ≤ 10 s, API p99 < 50 ms"),
         "monitor-100k" => ("checks/s", "round of 100k ≤ 60 s, API p99 < 50 ms"),
         "digest-100k" => ("mails/s", "≤ 60 s, peak RSS < 200 MB (SQLite)"),
@@ -245,13 +252,14 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
     let env = match name {
         "monitor-10k" | "monitor-100k" => monitor::server_env(),
         "digest-100k" => digest::server_env(),
-        "jobs-noop-amqp" => vec![
+        "jobs-noop-amqp" | "jobs-steady-amqp" => vec![
             ("AMQP_URL", AMQP_URL),
             ("PULSEBOARD_JOBS__AMQP_PREFIX", AMQP_PREFIX),
         ],
         _ => vec![],
     };
-    let backend = if name == "jobs-noop-amqp" {
+    let amqp = name.ends_with("-amqp");
+    let backend = if amqp {
         format!("{backend}+rabbitmq")
     } else {
         backend
@@ -371,6 +379,11 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
             }
             "jobs-noop" => server.drain_noop_jobs(20_000).await?,
             "jobs-noop-amqp" => server.drain_noop_jobs(20_000).await?,
+            "jobs-steady" | "jobs-steady-amqp" => {
+                server
+                    .steady_noop_jobs(STEADY_RATE, Duration::from_secs(o.seconds))
+                    .await?
+            }
             "monitor-10k" | "monitor-100k" => {
                 let n = if name == "monitor-10k" {
                     10_000
@@ -397,7 +410,7 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
             other => bail!("unknown scenario {other}"),
         };
         let (c, r) = server.stop().await?;
-        if name == "jobs-noop-amqp" {
+        if amqp {
             // The same queue names every run: leave none behind (once the server is gone, or
             // its relay would declare them again).
             let opts = pulseboard_jobs::amqp::AmqpOptions {

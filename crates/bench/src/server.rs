@@ -198,6 +198,52 @@ impl Server {
         })
     }
 
+    /// Enqueues no-op jobs at `rate` per second for `secs` from this process (as a `serve` process
+    /// enqueues for a `worker` one), in a transaction every 10 ms, then waits for them all;
+    /// returns the achieved rate and the enqueue-to-finish latency of every job.
+    pub async fn steady_noop_jobs(&self, rate: u32, secs: Duration) -> Result<super::Sample> {
+        let db = self.connect_db().await?;
+        let queue = pulseboard_jobs::Queue::new(
+            db.clone(),
+            pulseboard_jobs::QueueOptions { max_attempts: 3 },
+        );
+        let per_tick = (rate / 100).max(1) as usize;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let started = Instant::now();
+        let mut n = 0;
+        while started.elapsed() < secs {
+            tick.tick().await;
+            let mut tx = db.begin().await?;
+            for _ in 0..per_tick {
+                queue
+                    .enqueue_in(&mut tx, &pulseboard_jobs::handlers::Noop::default())
+                    .await?;
+            }
+            tx.commit().await?;
+            n += per_tick;
+        }
+        let enqueueing = started.elapsed().as_secs_f64();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sqlx_count(&db).await?.0 > 0 {
+            if Instant::now() > deadline {
+                bail!("jobs left unfinished 60 s after the last enqueue");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lat = pulseboard_storage::jobs::latencies(&db).await?;
+        db.close().await;
+        if lat.len() < n {
+            bail!("{} of {n} jobs finished", lat.len());
+        }
+        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64;
+        Ok(super::Sample {
+            per_sec: n as f64 / enqueueing,
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+        })
+    }
+
     /// A small pool on the server's database, for seeding and watching from the harness.
     pub async fn connect_db(&self) -> Result<pulseboard_storage::Db> {
         Ok(pulseboard_storage::Db::connect(
