@@ -46,13 +46,9 @@ pub const POSITION_STEP: i64 = 1024;
 /// thread hand-offs (most of `GET /tasks`'s CPU in `perf`). One value per list is one hand-off on
 /// either backend; the fields are still plain column values, formatted in Rust as everywhere else.
 pub async fn list(db: &Db, user_id: i64, done: Option<bool>) -> Result<Vec<Task>> {
-    let (array, agg) = match db.backend() {
-        Backend::Sqlite => ("json_array", "json_group_array"),
-        Backend::Postgres => ("json_build_array", "json_agg"),
-    };
-    let cast = match db.backend() {
-        Backend::Sqlite => "",
-        Backend::Postgres => "::text",
+    let (array, agg, cast) = match db.backend() {
+        Backend::Sqlite => ("json_array", "json_group_array", ""),
+        Backend::Postgres => ("json_build_array", "json_agg", "::text"),
     };
     let filter = if done.is_some() { " AND done = $2" } else { "" };
     let q = format!(
@@ -74,7 +70,7 @@ pub async fn list(db: &Db, user_id: i64, done: Option<bool>) -> Result<Vec<Task>
             user_id,
             title: r.1,
             description: r.2,
-            done: r.3 .0,
+            done: r.3.into(),
             done_at: r.4,
             position: r.5,
             created_at: r.6,
@@ -98,6 +94,12 @@ struct ListedTask(
 
 /// A boolean column as JSON: `true`/`false` from PostgreSQL, `1`/`0` from SQLite.
 struct JsonFlag(bool);
+
+impl From<JsonFlag> for bool {
+    fn from(f: JsonFlag) -> bool {
+        f.0
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for JsonFlag {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
