@@ -1,7 +1,7 @@
 //! `concurrency`: one endpoint under 1 to 256 concurrent connections, and the chart of its
 //! throughput and latency against concurrency (`docs/benchmarks-concurrency.svg`).
 
-use crate::{load, ok, Sample};
+use crate::{list_load, Sample};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -18,28 +18,10 @@ pub async fn sweep(
 ) -> Result<Vec<(usize, Sample)>> {
     let mut out = vec![];
     for &connections in LEVELS {
-        let (client, base) = (client.clone(), base.to_owned());
-        let sample = load(connections, seconds, move |c, i| {
-            let (client, base) = (client.clone(), base.clone());
-            async move {
-                let page = 1 + (c as u64 * 7919 + i * 31) % 300;
-                ok(
-                    client
-                        .get(format!(
-                            "{base}/resources?page={page}&per_page=10\
-                             &domain_zone=org&availability=true"
-                        ))
-                        .send()
-                        .await?,
-                    200,
-                )?
-                .bytes()
-                .await?;
-                Ok(())
-            }
-        })
-        .await?;
-        out.push((connections, sample));
+        out.push((
+            connections,
+            list_load(client, base, connections, seconds).await?,
+        ));
     }
     Ok(out)
 }

@@ -214,6 +214,37 @@ async fn seed_resources(server: &Server, client: &reqwest::Client) -> Result<()>
     Ok(())
 }
 
+/// `GET /resources` with both filters, spread over the first 300 pages of what
+/// [`seed_resources`] made, from `connections` clients for `seconds`.
+async fn list_load(
+    client: &reqwest::Client,
+    base: &str,
+    connections: usize,
+    seconds: u64,
+) -> Result<Sample> {
+    let (client, base) = (client.clone(), base.to_owned());
+    load(connections, seconds, move |c, i| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let page = 1 + (c as u64 * 7919 + i * 31) % 300;
+            ok(
+                client
+                    .get(format!(
+                        "{base}/resources?page={page}&per_page=10\
+                         &domain_zone=org&availability=true"
+                    ))
+                    .send()
+                    .await?,
+                200,
+            )?
+            .bytes()
+            .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 fn ok(r: reqwest::Response, want: u16) -> Result<reqwest::Response> {
     if r.status().as_u16() != want {
         bail!("expected {want}, got {} from {}", r.status(), r.url());
@@ -345,26 +376,7 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
             }
             "resources-list" => {
                 seed_resources(&server, &client).await?;
-                load(o.connections, o.seconds, move |c, i| {
-                    let (client, base) = (client.clone(), base.clone());
-                    async move {
-                        let page = 1 + (c as u64 * 7919 + i * 31) % 300;
-                        ok(
-                            client
-                                .get(format!(
-                                    "{base}/resources?page={page}&per_page=10\
-                                     &domain_zone=org&availability=true"
-                                ))
-                                .send()
-                                .await?,
-                            200,
-                        )?
-                        .bytes()
-                        .await?;
-                        Ok(())
-                    }
-                })
-                .await?
+                list_load(&client, &base, o.connections, o.seconds).await?
             }
             "concurrency" => {
                 seed_resources(&server, &client).await?;

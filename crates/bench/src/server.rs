@@ -184,18 +184,7 @@ impl Server {
         let secs = started.elapsed().as_secs_f64();
         let lat = pulseboard_storage::jobs::latencies(&db).await?;
         db.close().await;
-        let pct = |p: f64| {
-            if lat.is_empty() {
-                f64::NAN
-            } else {
-                lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64
-            }
-        };
-        Ok(super::Sample {
-            per_sec: n as f64 / secs,
-            p50_ms: pct(0.5),
-            p99_ms: pct(0.99),
-        })
+        Ok(latency_sample(n as f64 / secs, &lat))
     }
 
     /// Enqueues no-op jobs at `rate` per second for `secs` from this process (as a `serve` process
@@ -236,12 +225,7 @@ impl Server {
         if lat.len() < n {
             bail!("{} of {n} jobs finished", lat.len());
         }
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64;
-        Ok(super::Sample {
-            per_sec: n as f64 / enqueueing,
-            p50_ms: pct(0.5),
-            p99_ms: pct(0.99),
-        })
+        Ok(latency_sample(n as f64 / enqueueing, &lat))
     }
 
     /// A small pool on the server's database, for seeding and watching from the harness.
@@ -304,6 +288,19 @@ impl Server {
             )?;
         }
         Ok((ticks / 100.0, hwm_kb / 1024.0))
+    }
+}
+
+/// A jobs sample: `per_sec` and the p50/p99 of sorted latencies in ms (NaN when there are none).
+fn latency_sample(per_sec: f64, sorted_ms: &[i64]) -> super::Sample {
+    let pct = |p: f64| match sorted_ms.len() {
+        0 => f64::NAN,
+        n => sorted_ms[((n as f64 * p) as usize).min(n - 1)] as f64,
+    };
+    super::Sample {
+        per_sec,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
     }
 }
 
