@@ -41,6 +41,11 @@ export async function newPage(browser, { locale = "en-US", colorScheme = "light"
   // Reduced motion: checks (axe contrast, screenshots) must never sample an element mid-animation.
   const context = await browser.newContext({ baseURL: BASE_URL, locale, colorScheme, viewport, reducedMotion: "reduce", storageState });
   context.setDefaultTimeout(15000);
+  // Every page runs under the server's Content-Security-Policy: a violation is an error too.
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) =>
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline code"}`));
+  });
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(String(err && err.stack ? err.stack : err)));

@@ -443,3 +443,16 @@ test("the board is usable at phone width and in dark mode", async () => {
     await context.close();
   }
 });
+
+test("the API docs page renders its operations under the Content-Security-Policy", async () => {
+  const { context, page } = await newPage(browser);
+  try {
+    const res = await page.goto("/docs");
+    assert.match(res.headers()["content-security-policy"], /script-src 'self'(;|$)/);
+    await page.waitForSelector("#ops .op");
+    assert.ok((await page.locator("#ops .op").count()) > 10);
+    assertNoPageErrors(page);
+  } finally {
+    await context.close();
+  }
+});

@@ -7,6 +7,7 @@
 
 mod chart;
 mod digest;
+mod logins;
 mod monitor;
 mod server;
 
@@ -65,6 +66,7 @@ const SCENARIOS: &[&str] = &[
     "monitor-100k",
     "digest-100k",
     "concurrency",
+    "login-burst",
 ];
 
 #[tokio::main]
@@ -276,6 +278,10 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
         "monitor-100k" => ("checks/s", "round of 100k ≤ 60 s, API p99 < 50 ms"),
         "digest-100k" => ("mails/s", "≤ 60 s, peak RSS < 200 MB (SQLite)"),
         "concurrency" => ("req/s", "chart: docs/benchmarks-concurrency.svg"),
+        "login-burst" => (
+            "logins/s",
+            "peak RSS ≤ 200 MB (300 at once); GET /user p99 ≤ 10 ms; unknown/known 0.9–1.1",
+        ),
         _ => ("", "—"),
     };
     let mut notes = vec![];
@@ -283,6 +289,7 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
     let env = match name {
         "monitor-10k" | "monitor-100k" => monitor::server_env(),
         "digest-100k" => digest::server_env(),
+        "login-burst" => logins::server_env(),
         "jobs-noop-amqp" | "jobs-steady-amqp" => vec![
             ("AMQP_URL", AMQP_URL),
             ("PULSEBOARD_JOBS__AMQP_PREFIX", AMQP_PREFIX),
@@ -408,6 +415,11 @@ async fn run(name: &str, bin: &std::path::Path, o: &Opts) -> Result<Row> {
             }
             "digest-100k" => {
                 let r = digest::run(&server, 100_000).await?;
+                notes.extend(r.notes);
+                r.sample
+            }
+            "login-burst" => {
+                let r = logins::run(&server).await?;
                 notes.extend(r.notes);
                 r.sample
             }

@@ -47,8 +47,22 @@ pub struct Http {
     pub request_timeout_secs: u64,
     /// Multipart uploads (ZIP imports, screenshots) get this long instead of `request_timeout_secs`.
     pub upload_timeout_secs: u64,
+    /// ZIP imports one user may have in flight (uploading, pending or in process); more get 429.
+    pub imports_per_user: usize,
+    /// An upload is refused with 507 unless the uploads folder keeps this many bytes free beyond it.
+    pub upload_min_free_bytes: u64,
     pub shutdown_grace_secs: u64,
+    /// A connection must send a whole request head (request line and headers) within this long of
+    /// connecting, or of its first byte on a kept-alive connection; otherwise it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection idle this long between requests is closed.
+    pub keep_alive_timeout_secs: u64,
+    /// Open connections at once; at the cap no new one is accepted until one closes.
+    pub max_connections: usize,
     pub cors_origins: Vec<String>,
+    /// Proxies (IP addresses or CIDRs) whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,11 +89,20 @@ pub struct Auth {
     pub refresh_token_ttl_days: u64,
     pub refresh_grace_secs: u64,
     pub cookie_secure: CookieSecure,
+    /// Failed logins per (account, client address) within the window, then 429.
     pub login_max_failures: u32,
+    /// Failed logins per client address (any account) within the window.
     pub login_ip_max_failures: u32,
+    /// Failed logins per account from all addresses together: a high ceiling against distributed
+    /// guessing that a single address cannot reach (so it cannot lock the owner out).
+    pub login_account_max_failures: u32,
     pub login_window_secs: u64,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// Password hashes computed at once; 0 = the number of cores.
+    pub hash_concurrency: usize,
+    /// Logins and registrations that may wait for a hashing slot; beyond them: 503.
+    pub hash_queue: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +114,8 @@ pub struct Jobs {
     pub timeout_secs: u64,
     pub backoff_base_ms: u64,
     pub backoff_max_secs: u64,
+    /// A claimed job is leased this long and the lease renewed every third of it while the job
+    /// runs: a job whose worker died is taken over after about this long.
     pub lease_secs: u64,
     pub shutdown_grace_secs: u64,
     pub retention_days: u64,
@@ -218,6 +243,14 @@ pub struct Screenshots {
     pub viewport_height: u32,
 }
 
+/// An IP address (a /32 or /128) or a CIDR.
+fn parse_net(raw: &str) -> Option<ipnet::IpNet> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 /// A configuration problem, already phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -329,11 +362,27 @@ impl Config {
             self.http.upload_limit_bytes as u64,
         )?;
         positive("http.request_timeout_secs", self.http.request_timeout_secs)?;
+        positive("http.imports_per_user", self.http.imports_per_user as u64)?;
         if self.http.upload_timeout_secs < self.http.request_timeout_secs {
             return bad(
                 "http.upload_timeout_secs",
                 &self.http.upload_timeout_secs,
                 "must be at least http.request_timeout_secs",
+            );
+        }
+        positive(
+            "http.header_read_timeout_secs",
+            self.http.header_read_timeout_secs,
+        )?;
+        positive(
+            "http.keep_alive_timeout_secs",
+            self.http.keep_alive_timeout_secs,
+        )?;
+        if !(1..=1_000_000).contains(&self.http.max_connections) {
+            return bad(
+                "http.max_connections",
+                &self.http.max_connections,
+                "must be from 1 to 1000000 (and below the open-file limit, ulimit -n)",
             );
         }
         let url = &self.database.url;
@@ -369,6 +418,14 @@ impl Config {
             self.auth.login_ip_max_failures as u64,
         )?;
         positive("auth.login_window_secs", self.auth.login_window_secs)?;
+        if self.auth.login_window_secs > 7 * 86_400 {
+            return bad(
+                "auth.login_window_secs",
+                &self.auth.login_window_secs,
+                "must be at most 604800 (a week)",
+            );
+        }
+        self.validate_security()?;
         if self.auth.argon2_memory_kib < 8 {
             return bad(
                 "auth.argon2_memory_kib",
@@ -381,12 +438,13 @@ impl Config {
         positive("jobs.poll_interval_ms", self.jobs.poll_interval_ms)?;
         positive("jobs.max_attempts", self.jobs.max_attempts as u64)?;
         positive("jobs.timeout_secs", self.jobs.timeout_secs)?;
-        positive("jobs.lease_secs", self.jobs.lease_secs)?;
-        if self.jobs.lease_secs <= self.jobs.timeout_secs {
+        // Workers renew the leases of running jobs every lease_secs / 3, so a lease is independent
+        // of how long a job runs; it needs room for a late renewal or two, not for the job.
+        if self.jobs.lease_secs < 2 {
             return bad(
                 "jobs.lease_secs",
                 &self.jobs.lease_secs,
-                "must be greater than jobs.timeout_secs, or a slow job would run twice",
+                "must be at least 2 (leases are renewed every lease_secs / 3)",
             );
         }
         let amqp = &self.jobs.amqp_url;
@@ -505,7 +563,96 @@ impl Config {
     }
 }
 
+/// Origins a development server also allows, so that a web app served on another local port works
+/// out of the box; never in effect in production.
+pub const DEVELOPMENT_ORIGINS: &[&str] = &[
+    "http://localhost",
+    "http://localhost:80",
+    "http://127.0.0.1",
+];
+
 impl Config {
+    /// Browser origins allowed to call the API with credentials (CORS) and to send state-changing
+    /// requests (CSRF): `http.cors_origins`, plus [`DEVELOPMENT_ORIGINS`] in development.
+    pub fn allowed_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = self
+            .http
+            .cors_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_owned())
+            .collect();
+        if self.env == RunMode::Development {
+            origins.extend(DEVELOPMENT_ORIGINS.iter().map(|o| (*o).to_owned()));
+        }
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
+    /// The origin (scheme://host[:port]) of `http.public_url`.
+    pub fn public_origin(&self) -> String {
+        let url = self.http.public_url.trim_end_matches('/');
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split('/').next().unwrap_or(rest);
+                format!(
+                    "{}://{}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase()
+                )
+            }
+            None => url.to_owned(),
+        }
+    }
+
+    /// `http.trusted_proxies` parsed (validated at load, so nothing is dropped here).
+    pub fn trusted_proxies(&self) -> Vec<ipnet::IpNet> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
+    }
+
+    /// The keys of the login defences and the proxy list.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        for p in &self.http.trusted_proxies {
+            if parse_net(p).is_none() {
+                return Err(ConfigError(format!(
+                    "invalid config key `http.trusted_proxies` entry `{p}`: each entry must be an IP \
+                     address or a CIDR such as 10.0.0.0/8 or ::1/128"
+                )));
+            }
+        }
+        positive(
+            "auth.login_account_max_failures",
+            self.auth.login_account_max_failures as u64,
+        )?;
+        if self.auth.login_account_max_failures < self.auth.login_max_failures {
+            return Err(ConfigError(format!(
+                "invalid config key `auth.login_account_max_failures` = `{}`: must be at least \
+                 auth.login_max_failures ({}), or one address could lock an account's owner out",
+                self.auth.login_account_max_failures, self.auth.login_max_failures
+            )));
+        }
+        if self.auth.hash_concurrency > 1024 {
+            return Err(ConfigError(format!(
+                "invalid config key `auth.hash_concurrency` = `{}`: must be 0 (the number of \
+                 cores) to 1024",
+                self.auth.hash_concurrency
+            )));
+        }
+        Ok(())
+    }
+
+    /// Password hashes computed at once: `auth.hash_concurrency`, or the number of cores.
+    pub fn hash_concurrency(&self) -> usize {
+        match self.auth.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
     fn validate_blobs_and_screenshots(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
             Err(ConfigError(format!(
@@ -771,6 +918,7 @@ mod tests {
                 "schedules.monitor.timezone",
             ),
             ("PULSEBOARD_JOBS__CONCURRENCY", "0", "jobs.concurrency"),
+            ("PULSEBOARD_JOBS__LEASE_SECS", "1", "jobs.lease_secs"),
             ("DATABASE_URL", "mysql://x", "database.url"),
             ("AMQP_URL", "redis://x", "jobs.amqp_url"),
             ("PULSEBOARD_JOBS__AMQP_PREFIX", "a b", "jobs.amqp_prefix"),
@@ -815,6 +963,26 @@ mod tests {
                 "PULSEBOARD_HTTP__UPLOAD_TIMEOUT_SECS",
                 "5",
                 "http.upload_timeout_secs",
+            ),
+            (
+                "PULSEBOARD_HTTP__HEADER_READ_TIMEOUT_SECS",
+                "0",
+                "http.header_read_timeout_secs",
+            ),
+            (
+                "PULSEBOARD_HTTP__KEEP_ALIVE_TIMEOUT_SECS",
+                "0",
+                "http.keep_alive_timeout_secs",
+            ),
+            (
+                "PULSEBOARD_HTTP__MAX_CONNECTIONS",
+                "0",
+                "http.max_connections",
+            ),
+            (
+                "PULSEBOARD_HTTP__MAX_CONNECTIONS",
+                "2000000",
+                "http.max_connections",
             ),
         ];
         for (var, value, key) in cases {

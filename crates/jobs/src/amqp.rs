@@ -11,7 +11,10 @@
 //! - broker down at commit time: the row waits unpublished; the relay publishes it on reconnect;
 //! - relay dies between marking and publishing, or a message vanishes: the sweep republishes jobs
 //!   published long ago (`jobs.amqp_republish_secs`) and still queued;
-//! - worker dies mid-job: its lease expires and the sweep republishes the job;
+//! - worker dies mid-job: its heartbeat stops, its lease (`jobs.lease_secs`) expires and the next
+//!   sweep republishes the job (a live worker renews its leases, so its jobs are never republished;
+//!   each renewal clears `published_at`, so a job published during a late heartbeat is still
+//!   republished at once when its worker later dies);
 //! - duplicate messages: claiming a row is atomic, so a stale message is acked and dropped.
 //!
 //! Retries are not broker-delayed: a failed attempt goes back to the table with its `run_at`, and

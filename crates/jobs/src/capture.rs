@@ -10,23 +10,35 @@
 //! - A PNG of the viewport (`screenshots.viewport_width` × `viewport_height`), not the full page.
 //!
 //! **SSRF guard** (the same rules as the availability checker, `monitor.allow_private_targets` and
-//! `monitor.allowed_hosts`): before the browser is involved, the URL's scheme is checked and its
-//! host resolved; any loopback/private/link-local/… address refuses the capture. Then every
-//! request the page makes — the document, each redirect hop, sub-resources, in-process frames — is
-//! paused by the DevTools `Fetch` domain and checked the same way before it may continue.
-//! Site isolation is switched off so that cross-site frames stay in the page's own session, where
-//! their requests are paused too.
+//! `monitor.allowed_hosts`), in three layers:
+//! 1. Before the browser is involved, the URL's scheme is checked and its host resolved; any
+//!    loopback/private/link-local/… address refuses the capture.
+//! 2. **The proxy enforces.** Chromium reaches the network only through an in-process forward
+//!    proxy ([`crate::proxy`], one per browser, on 127.0.0.1; `--proxy-bypass-list=<-loopback>`
+//!    so loopback goes through it too). The proxy resolves every name itself through the
+//!    checker's guarded resolution and connects to exactly the address it checked, for plain
+//!    requests, CONNECT tunnels (https, wss) and WebSocket upgrades alike: a name that answers a
+//!    public address first and a private one later (DNS rebinding) gains nothing, and WebSockets
+//!    are checked like any request. WebRTC's non-proxied UDP is switched off by a flag.
+//! 3. **The `Fetch` domain reports.** Every request the page makes — the document, each redirect
+//!    hop, sub-resources, in-process frames — is also paused by the DevTools `Fetch` domain and
+//!    checked before it continues. Alone it was not enough (it pauses requests, not WebSockets
+//!    nor connections Chromium opens ahead of requests: a page whose image, frame and fetch
+//!    were all refused still reached the private address), and with the proxy it is redundant
+//!    for safety, but not for the result: a refused document or redirect hop would show the proxy's 403 as the
+//!    page and be captured; here it is failed with its reason, so the capture ends as `Blocked`
+//!    (dead-lettered, not retried), and other schemes are refused before any connection.
+//!    Site isolation is switched off so that cross-site frames stay in the page's own session,
+//!    where their requests are paused too.
 //!
-//! **Not covered** (so run capture workers where the network itself stops them from reaching
-//! internal services, e.g. an egress firewall or a separate network namespace):
-//! - DNS rebinding: Chromium resolves the name again after our check; a name that answers a
-//!   public address to us and a private one to Chromium gets through.
-//! - WebSockets, WebRTC and other traffic the `Fetch` domain does not pause (WebRTC's non-proxied
-//!   UDP is switched off by a flag; WebSockets are not).
-//! - The browser's sandbox is off (`--no-sandbox`, needed as root and in most containers), so the
-//!   container is the isolation boundary for a compromised renderer.
+//! **Not covered**: the browser's sandbox is off (`--no-sandbox`, needed as root and in most
+//! containers), so the container is the isolation boundary for a compromised renderer, which
+//! could also open sockets without the proxy. Running capture workers where the network itself
+//! stops them from reaching internal services (an egress firewall, a separate network
+//! namespace) remains the stronger setup.
 
 use crate::checker::{is_forbidden, Guard};
+use crate::proxy::{GuardProxy, Limits};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EventRequestPaused, FailRequestParams,
@@ -150,6 +162,8 @@ struct Running {
     handler: tokio::task::JoinHandle<()>,
     profile: PathBuf,
     pid: Option<u32>,
+    /// The browser's way out; stops (with every connection through it) when dropped.
+    _proxy: GuardProxy,
 }
 
 impl Running {
@@ -335,6 +349,16 @@ impl Capturer {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
+        let proxy = GuardProxy::start(
+            self.guard.clone(),
+            Limits {
+                connect: self.timeout.min(Duration::from_secs(10)),
+                // Chromium keeps connections for later pages; none outlives two captures' time.
+                lifetime: (self.timeout * 2).max(Duration::from_secs(60)),
+            },
+        )
+        .await
+        .map_err(|e| CaptureError::Browser(format!("cannot start the capture proxy: {e}")))?;
         let (w, h) = (self.settings.viewport_width, self.settings.viewport_height);
         let config = BrowserConfig::builder()
             .chrome_executable(&exe)
@@ -366,6 +390,9 @@ impl Capturer {
                 &["IsolateOrigins", "site-per-process", "MediaRouter"][..],
             ))
             .arg(("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"))
+            // Every connection through the guarding proxy, loopback included.
+            .arg(("proxy-server", proxy.url().as_str()))
+            .arg(("proxy-bypass-list", "<-loopback>"))
             .build()
             .map_err(CaptureError::Browser)?;
         let (mut browser, mut handler) = Browser::launch(config).await.map_err(|e| {
@@ -384,12 +411,13 @@ impl Capturer {
             }
         });
         let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
-        tracing::info!(chromium = %exe.display(), pid, "capture browser launched");
+        tracing::info!(chromium = %exe.display(), pid, proxy = %proxy.addr(), "capture browser launched");
         Ok(Running {
             browser,
             handler,
             profile,
             pid,
+            _proxy: proxy,
         })
     }
 

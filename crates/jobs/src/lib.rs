@@ -9,6 +9,8 @@ pub mod amqp;
 pub mod capture;
 pub mod checker;
 pub mod handlers;
+pub mod nudge;
+pub mod proxy;
 pub mod queue;
 pub mod scheduler;
 pub mod worker;

@@ -3,6 +3,14 @@
 //!
 //! Delivery is at-least-once: a job is leased, not removed, when claimed; if this process dies the
 //! lease expires and another worker runs the job again. Handlers are therefore idempotent.
+//!
+//! Leases are short (`jobs.lease_secs`, 30 s by default) and renewed while the job runs: a
+//! heartbeat extends every lease this worker holds in one UPDATE each [`heartbeat_interval`]
+//! (a third of the lease). So a job whose worker died is taken over within about a lease, however
+//! long it runs, and a live worker's job is never taken over. A job found no longer held (taken
+//! over after a late heartbeat, or by hand) is cancelled here, as is one past `jobs.timeout_secs`:
+//! its task is aborted and awaited, so that its transaction is dropped (rolled back) before its
+//! outcome is recorded and another attempt can start.
 
 use crate::amqp::{self, AmqpOptions};
 use crate::{handlers, Context, JobError};
@@ -14,9 +22,9 @@ use pulseboard_storage::jobs::{self, JobRow};
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{AbortHandle, JoinSet};
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -38,7 +46,26 @@ pub struct Worker {
     id: String,
 }
 
-type InFlight = Arc<Mutex<HashSet<i64>>>;
+/// The jobs this worker holds a lease on, claimed and not yet settled. The heartbeat renews them
+/// all, and drops (and aborts) those it finds held no longer.
+type InFlight = Arc<Mutex<HashMap<i64, Held>>>;
+
+#[derive(Debug)]
+enum Held {
+    /// Claimed, waiting for a slot (a batch of RabbitMQ deliveries).
+    Waiting,
+    /// Its handler runs: aborting it cancels the attempt.
+    Running(AbortHandle),
+    /// Its handler has ended; its outcome is being recorded.
+    Settling,
+}
+
+/// How often a worker renews its leases: a third of the lease, so that one late or failed
+/// renewal still leaves time for the next.
+pub fn heartbeat_interval(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(100))
+}
+
 /// The broker message of a job, acknowledged once the job's outcome is recorded (RabbitMQ only).
 type Ack = Option<Acker>;
 
@@ -62,9 +89,8 @@ impl Pool {
         }
     }
 
-    /// Runs a claimed job in the slot it was given.
+    /// Runs a claimed job (already in `in_flight`) in the slot it was given.
     fn spawn(&mut self, job: JobRow, ack: Ack, permit: OwnedSemaphorePermit) {
-        self.in_flight.lock().unwrap().insert(job.id);
         let (ctx, opts, id, done_tx, in_flight) = (
             self.ctx.clone(),
             self.opts.clone(),
@@ -115,6 +141,14 @@ impl Worker {
             done_rx,
             in_flight.clone(),
         ));
+        let (stop_heartbeat, heartbeat_stopped) = oneshot::channel();
+        let heartbeat = tokio::spawn(heartbeat(
+            ctx.clone(),
+            id.clone(),
+            opts.lease,
+            in_flight.clone(),
+            heartbeat_stopped,
+        ));
         let mut pool = Pool {
             permits: Arc::new(Semaphore::new(opts.concurrency)),
             ctx,
@@ -149,12 +183,33 @@ impl Worker {
         })
         .await;
         if drained.is_err() {
-            running.abort_all();
-            while running.join_next().await.is_some() {}
+            // Cancel the attempts still running and wait for them to end, so that none is still
+            // at work when its job goes back to the queue. They stay in flight, to be released.
+            for held in in_flight.lock().unwrap().values() {
+                if let Held::Running(handler) = held {
+                    handler.abort();
+                }
+            }
+            let ended = tokio::time::timeout(Duration::from_secs(5), async {
+                while running.join_next().await.is_some() {}
+            })
+            .await;
+            if ended.is_err() {
+                tracing::warn!(worker = %id, "jobs did not stop when cancelled");
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+            }
         }
         drop(done_tx);
         let _ = flusher.await;
-        let leftover: Vec<i64> = in_flight.lock().unwrap().drain().collect();
+        let _ = stop_heartbeat.send(());
+        let _ = heartbeat.await;
+        let leftover: Vec<i64> = in_flight
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(id, _)| id)
+            .collect();
         if !leftover.is_empty() {
             match jobs::release(&ctx.db, &leftover, &id, Timestamp::now()).await {
                 Ok(n) => {
@@ -219,6 +274,10 @@ async fn poll_database(pool: &mut Pool, shutdown: &mut watch::Receiver<bool>) {
             }
             continue;
         }
+        pool.in_flight
+            .lock()
+            .unwrap()
+            .extend(claimed.iter().map(|j| (j.id, Held::Waiting)));
         for job in claimed {
             // Claimed no more than the free slots: this does not wait.
             let permit = pool
@@ -357,7 +416,7 @@ async fn claim_deliveries(
     pool.in_flight
         .lock()
         .unwrap()
-        .extend(runnable.iter().map(|(j, _)| j.id));
+        .extend(runnable.iter().map(|(j, _)| (j.id, Held::Waiting)));
     for (job, ack) in runnable {
         let Some(permit) = pool.slot(shutdown).await else {
             return;
@@ -375,26 +434,66 @@ async fn run_one(
     done: &mpsc::UnboundedSender<(i64, Ack)>,
     in_flight: &InFlight,
 ) {
-    let started = std::time::Instant::now();
-    tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempts, "job started");
-    // The handler runs in its own task so that a panic is an error of this job, not of the worker.
+    let started = Instant::now();
+    // The handler runs in its own task so that a panic is an error of this job, not of the worker,
+    // and so that the heartbeat, a timeout or shutdown can abort it.
     let handler = {
-        let (ctx, kind, payload, attempt) = (
-            ctx.clone(),
-            job.kind.clone(),
-            job.payload.clone(),
-            job.attempts,
-        );
-        tokio::spawn(async move { handlers::dispatch(&ctx, &kind, &payload, attempt).await })
+        let mut held = in_flight.lock().unwrap();
+        held.get_mut(&job.id).map(|slot| {
+            let (ctx, kind, payload, attempt) = (
+                ctx.clone(),
+                job.kind.clone(),
+                job.payload.clone(),
+                job.attempts,
+            );
+            let handler =
+                tokio::spawn(
+                    async move { handlers::dispatch(&ctx, &kind, &payload, attempt).await },
+                );
+            *slot = Held::Running(handler.abort_handle());
+            handler
+        })
     };
-    let outcome = match tokio::time::timeout(opts.timeout, handler).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(JobError::Retry(format!("handler panicked: {join}"))),
-        Err(_) => Err(JobError::Retry(format!(
-            "timed out after {:?}",
-            opts.timeout
-        ))),
+    let Some(mut handler) = handler else {
+        // The heartbeat dropped it while it waited for a slot: its message is stale.
+        settle(ack, false).await;
+        return;
     };
+    tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempts, "job started");
+    let outcome = match tokio::time::timeout(opts.timeout, &mut handler).await {
+        Ok(Ok(result)) => Some(result),
+        // Aborted by the heartbeat (lease lost) or at shutdown: decided below.
+        Ok(Err(join)) if join.is_cancelled() => None,
+        Ok(Err(join)) => Some(Err(JobError::Retry(format!("handler panicked: {join}")))),
+        Err(_) => {
+            // Cancel the attempt and wait until it has ended (its future dropped, so its
+            // transaction rolled back) before recording the retry: no two attempts overlap.
+            handler.abort();
+            let _ = handler.await;
+            Some(Err(JobError::Retry(format!(
+                "timed out after {:?}",
+                opts.timeout
+            ))))
+        }
+    };
+    let still_held = match in_flight.lock().unwrap().get_mut(&job.id) {
+        Some(slot) => {
+            if outcome.is_some() {
+                *slot = Held::Settling;
+            }
+            true
+        }
+        None => false,
+    };
+    if !still_held {
+        // The heartbeat found the job held by someone else and dropped it: whatever this attempt
+        // did, its new holder decides the outcome. Its message is stale.
+        tracing::warn!(job_id = job.id, kind = %job.kind, attempt = job.attempts, "job attempt abandoned: its lease was lost");
+        settle(ack, false).await;
+        return;
+    }
+    // None: cancelled at shutdown; the job stays in flight, to be released.
+    let Some(outcome) = outcome else { return };
     let now = Timestamp::now();
     let mut dead = false;
     let recorded = match outcome {
@@ -498,6 +597,74 @@ async fn flush_completions(
         let mut set = in_flight.lock().unwrap();
         for (id, _) in batch.drain(..) {
             set.remove(&id);
+        }
+    }
+}
+
+/// Renews the leases of every job in flight each [`heartbeat_interval`], in one statement, until
+/// `stop`. A job the renewal finds held no longer is dropped from `in_flight` and its handler
+/// aborted; if renewals keep failing until the leases may have run out, all of them are, since
+/// another worker may be taking the jobs over.
+async fn heartbeat(
+    ctx: Context,
+    worker: String,
+    lease: Duration,
+    in_flight: InFlight,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let every = heartbeat_interval(lease);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut renewed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return,
+        }
+        let ids: Vec<i64> = in_flight.lock().unwrap().keys().copied().collect();
+        let attempt = Instant::now();
+        if ids.is_empty() {
+            renewed = attempt;
+            continue;
+        }
+        let until = Timestamp::now() + lease.as_millis() as i64;
+        match jobs::renew(&ctx.db, &ids, &worker, until).await {
+            Ok(held) => {
+                renewed = attempt;
+                if held.len() < ids.len() {
+                    let held: HashSet<i64> = held.into_iter().collect();
+                    let lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
+                    drop_lost(&in_flight, &lost, "held by another worker now");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = %worker, error = %e, jobs = ids.len(), "could not renew job leases");
+                // Before the next tick the leases may run out and the jobs be claimed elsewhere.
+                if attempt.duration_since(renewed) + every >= lease {
+                    drop_lost(&in_flight, &ids, "leases not renewed in time");
+                }
+            }
+        }
+    }
+}
+
+/// Stops the jobs among `ids` that this worker no longer holds (unless they already finished).
+fn drop_lost(in_flight: &InFlight, ids: &[i64], why: &str) {
+    let mut held = in_flight.lock().unwrap();
+    for id in ids {
+        match held.get(id) {
+            // Finished between the snapshot and the renewal: its outcome is being recorded.
+            None | Some(Held::Settling) => {}
+            Some(Held::Waiting) => {
+                held.remove(id);
+                tracing::warn!(job_id = id, why, "job lost its lease before it started");
+            }
+            Some(Held::Running(handler)) => {
+                handler.abort();
+                held.remove(id);
+                tracing::warn!(job_id = id, why, "job lost its lease; cancelling it");
+            }
         }
     }
 }

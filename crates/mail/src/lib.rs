@@ -90,6 +90,36 @@ impl Mailer {
         }
     }
 
+    /// The Message-ID of logical message `key` (`welcome:42`, `digest:42:2024-05-01`) to `to`:
+    /// the same for every attempt, so that a message sent again after an ambiguous failure shows
+    /// once in the recipient's mailbox. The key, reduced to the characters a Message-ID allows,
+    /// keeps it readable; a hash of the exact key and recipient keeps it unique (two deployments
+    /// sharing a sender domain do not collide); the domain is the sender's (`mail.from`).
+    pub fn message_id(&self, key: &str, to: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let readable: String = key
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let digest = Sha256::new()
+            .chain_update(key.as_bytes())
+            .chain_update([0u8])
+            .chain_update(to.trim().to_ascii_lowercase().as_bytes())
+            .finalize();
+        format!(
+            "<{readable}.{}@{}>",
+            hex::encode(&digest[..8]),
+            self.from.email.domain()
+        )
+    }
+
     pub async fn send(&self, msg: &Message) -> Result<(), MailError> {
         let to: Mailbox = msg
             .to
@@ -223,6 +253,25 @@ mod tests {
         let (u, _) = normalise_smtp_url("smtps://u:p@in-v3.mailjet.com:465").unwrap();
         assert_eq!(u, "smtps://u:p@in-v3.mailjet.com:465");
         assert!(normalise_smtp_url("smtp://h?tls=maybe").is_err());
+    }
+
+    #[test]
+    fn message_ids_are_stable_valid_and_distinct() {
+        let dir = std::env::temp_dir().join(format!("pb-mail-{}", uuid::Uuid::new_v4()));
+        let mailer = Mailer::outbox("Pulseboard <noreply@mail.example>", dir.clone()).unwrap();
+        let id = mailer.message_id("welcome:42", "a@example.com");
+        assert!(id.starts_with("<welcome-42."), "{id}");
+        assert!(id.ends_with("@mail.example>"), "{id}");
+        assert_eq!(id, mailer.message_id("welcome:42", "A@Example.com "));
+        assert_ne!(id, mailer.message_id("welcome:42", "b@example.com"));
+        assert_ne!(id, mailer.message_id("welcome-42", "a@example.com"));
+        let left = id[1..id.find('@').unwrap()].to_owned();
+        assert!(
+            left.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{id}"
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]

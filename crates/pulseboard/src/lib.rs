@@ -98,6 +98,10 @@ pub struct App {
     pub mailer: Mailer,
     pub keys: Arc<Keys>,
     pub logins: Arc<pulseboard_web::auth::Logins>,
+    /// Bounded password hashing, with the start-up dummy hash for unknown emails.
+    pub passwords: Arc<pulseboard_web::auth::Passwords>,
+    /// Turns "a resource was added" into a due sweep soon (its first check).
+    pub due_nudge: pulseboard_jobs::nudge::DueNudge,
     pub signing_key: Arc<Vec<u8>>,
     /// Availability checks, shared by every worker of this process.
     pub checker: Arc<pulseboard_jobs::checker::Checker>,
@@ -145,7 +149,11 @@ impl App {
             &config.monitor,
         ));
         let amqp = AmqpOptions::from_config(&config.jobs);
+        let passwords = Arc::new(pulseboard_web::auth::Passwords::new(&config));
+        let due_nudge = pulseboard_jobs::nudge::DueNudge::start(queue.clone());
         Ok(Self {
+            passwords,
+            due_nudge,
             blobs,
             capturer,
             amqp,
@@ -169,6 +177,9 @@ impl App {
             logins: self.logins.clone(),
             signing_key: self.signing_key.clone(),
             blobs: self.blobs.clone(),
+            passwords: self.passwords.clone(),
+            due_nudge: self.due_nudge.clone(),
+            trusted_proxies: Arc::new(self.config.trusted_proxies()),
         }
     }
 
@@ -380,6 +391,13 @@ async fn run_processes(
 ) -> anyhow::Result<()> {
     if config.env == RunMode::Production && config.mail.smtp_url.is_empty() && work {
         tracing::warn!("production mode without SMTP_URL: mail goes to the file outbox");
+    }
+    if config.env == RunMode::Production && serve && config.http.public_url.starts_with("http://") {
+        tracing::warn!(
+            public_url = %config.http.public_url,
+            "production mode with an http:// public_url: serve the site over https (a TLS \
+             proxy) and set http.public_url to its https:// address; cookies are Secure anyway"
+        );
     }
     // Only processes that serve run migrations at start; workers and schedulers wait for them.
     let app = App::build(config, serve).await?;

@@ -455,3 +455,102 @@ async fn the_unsubscribe_link_works_without_login_and_only_when_signed() {
     );
     app.stop().await;
 }
+
+/// Puts the welcome job back in the queue, as a redelivery after a crash would.
+async fn run_welcome_job_again(app: &TestApp) {
+    sqlx::query(
+        "UPDATE jobs SET status = 'queued', run_at = $1, locked_by = NULL, locked_until = NULL, \
+         published_at = NULL WHERE kind = 'welcome_email'",
+    )
+    .bind(pulseboard_domain::Timestamp::now())
+    .execute(app.app.db.pool())
+    .await
+    .unwrap();
+    app.app.queue.wake();
+    eventually(10, || async {
+        let (status, attempts): (String, i64) =
+            sqlx::query_as("SELECT status, attempts FROM jobs WHERE kind = 'welcome_email'")
+                .fetch_one(app.app.db.pool())
+                .await
+                .unwrap();
+        (status == "done" && attempts == 2).then_some(())
+    })
+    .await;
+}
+
+/// The welcome mail's Message-ID, derived from its key ("welcome:USER"), and its mail_log row.
+async fn welcome_id_and_log(app: &TestApp, email: &str) -> (String, (String, Option<String>)) {
+    let (user,): (i64,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_one(app.app.db.pool())
+        .await
+        .unwrap();
+    let key = format!("welcome:{user}");
+    let log: (String, Option<String>) =
+        sqlx::query_as("SELECT state, message_id FROM mail_log WHERE message_key = $1")
+            .bind(&key)
+            .fetch_one(app.app.db.pool())
+            .await
+            .unwrap();
+    (app.app.mailer.message_id(&key, email), log)
+}
+
+#[tokio::test]
+async fn the_welcome_mail_has_a_stable_message_id_and_a_forced_rerun_sends_nothing() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_smtp(&smtp, true).await;
+    app.register(&app.client, "once@example.com").await;
+    eventually(10, || async { (smtp.received().len() == 1).then_some(()) }).await;
+    // Recorded as sent right after the relay's 250.
+    let (id, log) = eventually(5, || async {
+        let (id, log) = welcome_id_and_log(&app, "once@example.com").await;
+        (log.0 == "sent").then_some((id, log))
+    })
+    .await;
+    let data = &smtp.received()[0].data;
+    assert_eq!(header(data, "Message-ID"), Some(id.as_str()), "{data}");
+    // Derived from the key, in the sender's domain (mail.from is noreply@localhost).
+    assert!(
+        id.starts_with("<welcome-") && id.ends_with("@localhost>"),
+        "{id}"
+    );
+    assert_eq!(log, ("sent".to_owned(), Some(id.clone())));
+
+    run_welcome_job_again(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 1, "a sent message is not sent again");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_mail_whose_sending_was_interrupted_goes_again_with_the_same_message_id() {
+    let smtp = SmtpServer::start().await;
+    let app = app_with_smtp(&smtp, true).await;
+    app.register(&app.client, "twice@example.com").await;
+    eventually(10, || async { (smtp.received().len() == 1).then_some(()) }).await;
+    eventually(5, || async {
+        let (_, log) = welcome_id_and_log(&app, "twice@example.com").await;
+        (log.0 == "sent").then_some(())
+    })
+    .await;
+    // As if the worker had died between the relay's 250 and recording it.
+    sqlx::query("UPDATE mail_log SET state = 'sending'")
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    run_welcome_job_again(&app).await;
+    let mails = eventually(10, || async {
+        let m = smtp.received();
+        (m.len() == 2).then_some(m)
+    })
+    .await;
+    let (id, log) = welcome_id_and_log(&app, "twice@example.com").await;
+    assert_eq!(header(&mails[0].data, "Message-ID"), Some(id.as_str()));
+    assert_eq!(
+        header(&mails[1].data, "Message-ID"),
+        Some(id.as_str()),
+        "the same Message-ID, so the mailbox shows it once"
+    );
+    assert_eq!(log.0, "sent");
+    app.stop().await;
+}

@@ -144,6 +144,53 @@ async fn a_job_over_its_timeout_is_retried_as_failed() {
     app.stop().await;
 }
 
+/// A timed-out attempt is aborted, and the next one starts only after it has ended: they never run
+/// at once, and the first does no work after its timeout.
+#[tokio::test]
+async fn a_timed_out_attempt_is_stopped_before_the_next_one_starts() {
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| {
+            c.jobs.timeout_secs = 1;
+            c.jobs.max_attempts = 3;
+        },
+    )
+    .await;
+    let trace = Trace::new(&app, "timeout");
+    let started = std::time::Instant::now();
+    let id = app
+        .app
+        .queue
+        .enqueue(&Noop {
+            sleep_ms: 3_000,
+            slow_attempts: 1,
+            trace_dir: trace.dir(),
+            ..noop("timeout")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let j = wait_status(&app, id, "done", 10).await;
+    assert_eq!(j.attempts, 2);
+    assert!(j.last_error.unwrap().contains("timed out"));
+    assert!(trace.has("finished-2"));
+    assert!(
+        !trace.has("overlap"),
+        "attempt 2 started while attempt 1 ran"
+    );
+    // Past the end of attempt 1's sleep: had it kept running, it would have finished by now.
+    tokio::time::sleep(Duration::from_millis(3_500).saturating_sub(started.elapsed())).await;
+    assert!(
+        !trace.has("finished-1"),
+        "attempt 1 kept working after its timeout"
+    );
+    assert!(!trace.has("running"));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_rolled_back_transaction_enqueues_nothing() {
     let app = TestApp::spawn().await;
@@ -169,16 +216,57 @@ async fn a_rolled_back_transaction_enqueues_nothing() {
     app.stop().await;
 }
 
+/// The lease a job's worker holds on it (`locked_until`), and by whom.
+async fn lease(app: &TestApp, id: i64) -> (Option<i64>, Option<String>) {
+    sqlx::query_as("SELECT locked_until, locked_by FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A folder for a [`Noop`]'s traces (see `Noop::trace_dir`), and what it holds.
+struct Trace(std::path::PathBuf);
+
+impl Trace {
+    fn new(app: &TestApp, name: &str) -> Self {
+        let dir = app.data_dir.join(format!("trace-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Trace(dir)
+    }
+
+    fn dir(&self) -> Option<String> {
+        Some(self.0.display().to_string())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.join(name).exists()
+    }
+}
+
+/// A child process, killed if the test fails before it does.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// With a short lease: the killed worker's job is taken over within about the lease, although it
+/// runs longer than that (its worker renewed the lease while it lived).
 #[tokio::test]
-async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
+async fn a_worker_killed_mid_job_leaves_it_to_another_worker_within_the_lease() {
+    const LEASE_SECS: u64 = 2;
     let app = TestApp::spawn_with(
         Options {
             worker: false,
             scheduler: false,
         },
         |c| {
-            c.jobs.timeout_secs = 2;
-            c.jobs.lease_secs = 3;
+            c.jobs.timeout_secs = 30;
+            c.jobs.lease_secs = LEASE_SECS;
         },
     )
     .await;
@@ -186,24 +274,34 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
         .app
         .queue
         .enqueue(&Noop {
-            sleep_ms: 1_500,
+            sleep_ms: 20_000,
+            slow_attempts: 1,
             ..noop("crash")
         })
         .await
         .unwrap()
         .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pulseboard"))
-        .args(["worker", "--queues", "maintenance"])
-        .envs(app.child_env())
-        .env("PULSEBOARD_JOBS__POLL_INTERVAL_MS", "50")
-        .env("PULSEBOARD_JOBS__TIMEOUT_SECS", "2")
-        .env("PULSEBOARD_JOBS__LEASE_SECS", "3")
-        .env("PULSEBOARD_LOGGING__LEVEL", "warn")
-        .spawn()
-        .unwrap();
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pulseboard"))
+            .args(["worker", "--queues", "maintenance"])
+            .envs(app.child_env())
+            .env("PULSEBOARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("PULSEBOARD_JOBS__TIMEOUT_SECS", "30")
+            .env("PULSEBOARD_JOBS__LEASE_SECS", LEASE_SECS.to_string())
+            .env("PULSEBOARD_LOGGING__LEVEL", "warn")
+            .spawn()
+            .unwrap(),
+    );
     wait_status(&app, id, "running", 30).await;
-    child.kill().unwrap(); // SIGKILL: no chance to clean up
-    child.wait().unwrap();
+    // The child renews its lease while the job runs.
+    let (claimed_until, _) = lease(&app, id).await;
+    eventually(5, || async {
+        (lease(&app, id).await.0 > claimed_until).then_some(())
+    })
+    .await;
+    child.0.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.0.wait().unwrap();
+    let killed = std::time::Instant::now();
     let j = job(&app, id).await;
     assert_eq!(
         (j.status.as_str(), j.attempts),
@@ -217,10 +315,108 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_worker() {
         .worker(Some(vec!["maintenance".into()]), None)
         .unwrap();
     let handle = tokio::spawn(worker.run(rx));
+    eventually(15, || async {
+        (job(&app, id).await.attempts == 2).then_some(())
+    })
+    .await;
+    let taken_over = killed.elapsed();
+    // The lease, plus a poll (or, on RabbitMQ, the relay's sweep every second) and some slack.
+    assert!(
+        taken_over < Duration::from_secs(LEASE_SECS + 3),
+        "taken over {taken_over:?} after the kill"
+    );
     let j = wait_status(&app, id, "done", 15).await;
     assert_eq!(j.attempts, 2, "picked up again after the lease expired");
     tx.send(true).unwrap();
     handle.await.unwrap();
+    app.stop().await;
+}
+
+/// With a lease shorter than the job, two workers on one database: the heartbeat keeps the job
+/// with its worker, so it runs once.
+#[tokio::test]
+async fn a_job_longer_than_its_lease_runs_once_while_its_worker_lives() {
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| {
+            c.jobs.timeout_secs = 30;
+            c.jobs.lease_secs = 2;
+        },
+    )
+    .await;
+    let (tx, rx) = watch::channel(false);
+    let second = app
+        .app
+        .worker(Some(vec!["maintenance".into()]), None)
+        .unwrap();
+    let handle = tokio::spawn(second.run(rx));
+    let trace = Trace::new(&app, "long");
+    let id = app
+        .app
+        .queue
+        .enqueue(&Noop {
+            sleep_ms: 5_000,
+            trace_dir: trace.dir(),
+            ..noop("long")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let j = wait_status(&app, id, "done", 20).await;
+    assert_eq!(j.attempts, 1, "never claimed by the other worker");
+    assert!(trace.has("finished-1"));
+    assert!(!trace.has("overlap"), "two attempts ran at once");
+    tx.send(true).unwrap();
+    handle.await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_taken_from_its_worker_is_cancelled_there() {
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| c.jobs.lease_secs = 2,
+    )
+    .await;
+    let trace = Trace::new(&app, "taken");
+    let id = app
+        .app
+        .queue
+        .enqueue(&Noop {
+            sleep_ms: 4_000,
+            trace_dir: trace.dir(),
+            ..noop("taken")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    wait_status(&app, id, "running", 10).await;
+    eventually(5, || async { trace.has("running").then_some(()) }).await;
+    let started = std::time::Instant::now();
+    // As if its lease had run out and another worker had claimed it (for a minute).
+    sqlx::query("UPDATE jobs SET locked_by = 'another-worker', locked_until = $1 WHERE id = $2")
+        .bind(Timestamp::now() + 60_000)
+        .bind(id)
+        .execute(app.app.db.pool())
+        .await
+        .unwrap();
+    // The next heartbeat (every lease / 3) finds it gone and aborts the attempt.
+    eventually(3, || async { (!trace.has("running")).then_some(()) }).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(4_500).saturating_sub(started.elapsed())).await;
+    assert!(!trace.has("finished-1"), "the attempt kept working");
+    let j = job(&app, id).await;
+    assert_eq!(
+        (j.status.as_str(), lease(&app, id).await.1.as_deref()),
+        ("running", Some("another-worker")),
+        "the worker that lost it recorded nothing"
+    );
     app.stop().await;
 }
 
@@ -407,6 +603,11 @@ async fn admins_see_queues_and_retry_or_discard_dead_jobs() {
         .await
         .unwrap();
     assert_eq!(view["queues"]["maintenance"]["dead"], 1);
+    assert_eq!(
+        view["stale"],
+        json!([]),
+        "no running job with an expired lease"
+    );
     assert_eq!(view["dead"][0]["id"], dead);
     assert!(view["dead"][0]["last_error"]
         .as_str()

@@ -334,6 +334,68 @@ async fn the_check_endpoint_keeps_the_ssrf_guard() {
     app.stop().await;
 }
 
+/// IPv6 addresses that carry a private IPv4 address (NAT64, IPv4-compatible, 6to4, IPv4-mapped)
+/// are refused by the guard and recorded as blocked checks, not as connection errors: on a NAT64
+/// network `64:ff9b::7f00:1` is the server's own 127.0.0.1.
+#[tokio::test]
+async fn ipv6_addresses_that_embed_a_private_ipv4_are_recorded_as_blocked() {
+    let t = Target::start().await;
+    let app = TestApp::spawn_with(
+        Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| {
+            c.monitor.allow_private_targets = false;
+            c.monitor.allowed_hosts = vec!["127.0.0.1".into()];
+            c.monitor.timeout_secs = 1;
+        },
+    )
+    .await;
+    app.register(&app.client, "nat64@example.com").await;
+    for host in [
+        "[64:ff9b::7f00:1]",
+        "[::127.0.0.1]",
+        "[2002:7f00:1::1]",
+        "[::ffff:127.0.0.1]",
+    ] {
+        let url = format!("http://{host}:{}/ok", t.port);
+        let r = add(&app, &app.client, &url).await;
+        let uuid = r["uuid"].as_str().unwrap();
+        let c = check_now(&app, &app.client, uuid).await;
+        assert_eq!(c["error_kind"], "blocked", "{url}");
+        assert_eq!(c["is_available"], false, "{url}");
+        assert_eq!(c["status_code"], Value::Null, "{url}");
+        let (_, stored) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+        assert_eq!(
+            stored["checks"][0]["error_kind"], "blocked",
+            "{url}: recorded"
+        );
+    }
+    // 127.0.0.1 itself is allowed by name here, and nothing reached it by another spelling.
+    assert_eq!(t.total_hits(), 0);
+
+    // The checker on its own (as the monitor batches use it), on a resolved name too.
+    let checker = Checker::new(&monitor(false, &["127.0.0.1"]));
+    for url in [
+        format!("http://[64:ff9b::7f00:1]:{}/ok", t.port),
+        format!("http://[::127.0.0.1]:{}/ok", t.port),
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/".to_owned(),
+        "http://[2001:db8::1]/".to_owned(),
+        format!("http://localhost:{}/ok", t.port),
+    ] {
+        let r = checker.check(&url).await;
+        assert_eq!(r.error_kind, Some(ErrorKind::Blocked), "{url}");
+    }
+    assert_eq!(t.total_hits(), 0);
+    assert_eq!(
+        checker.check(&t.url("/ok")).await.status_code,
+        Some(200),
+        "the allowed spelling still works"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn failures_count_flips_write_events_and_alerts_and_max_retries_deletes() {
     let t = Target::start().await;
@@ -488,8 +550,22 @@ async fn two_workers_share_a_round_and_check_each_resource_once() {
     for i in 0..N {
         add(&app, &app.client, &t.url(&format!("/ok?n={i}"))).await;
     }
+    // Each had its first check when it was added; the rounds below come on top.
+    eventually(30, || async {
+        let n = scalar(&app, "SELECT COUNT(*) FROM checks").await;
+        let pending = scalar(
+            &app,
+            "SELECT COUNT(*) FROM resources WHERE next_check_at IS NOT NULL",
+        )
+        .await;
+        (n == N as i64 && pending == 0).then_some(())
+    })
+    .await;
+    assert_eq!(t.hits("/ok"), N);
+    let done_before = scalar(&app, "SELECT COUNT(*) FROM jobs WHERE status = 'done'").await;
     let ctx = app.app.job_context();
-    let round = 1_700_000_000_000;
+    // After the first checks' rounds (their sweeps' times): a round is claimed once per resource.
+    let round = now_ms() + 1_000;
     // Two schedulers firing the same round: the second sweep enqueues nothing.
     let first = monitor_sweep(&ctx, round).await.unwrap();
     assert_eq!(first, N.div_ceil(100) as u64);
@@ -514,25 +590,33 @@ async fn two_workers_share_a_round_and_check_each_resource_once() {
     eventually(30, || async {
         let done = scalar(&app, "SELECT COUNT(*) FROM jobs WHERE status = 'done'").await;
         let n = scalar(&app, "SELECT COUNT(*) FROM checks").await;
-        (n >= N as i64 && done >= first as i64 + 2).then_some(())
+        // The round's batches and the duplicated one.
+        (n >= 2 * N as i64 && done > done_before + first as i64).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM checks").await, N as i64);
+    assert_eq!(
+        scalar(&app, "SELECT COUNT(*) FROM checks").await,
+        2 * N as i64
+    );
     assert_eq!(
         scalar(&app, "SELECT COUNT(DISTINCT resource_id) FROM checks").await,
         N as i64
     );
-    assert_eq!(t.hits("/ok"), N, "each resource was requested once");
+    assert_eq!(
+        t.hits("/ok"),
+        2 * N,
+        "each resource was requested once in the round"
+    );
 
     // The next round checks them all again.
     monitor_sweep(&ctx, round + 60_000).await.unwrap();
     eventually(30, || async {
-        (scalar(&app, "SELECT COUNT(*) FROM checks").await >= 2 * N as i64).then_some(())
+        (scalar(&app, "SELECT COUNT(*) FROM checks").await >= 3 * N as i64).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(t.hits("/ok"), 2 * N);
+    assert_eq!(t.hits("/ok"), 3 * N);
 
     let _ = stop_tx.send(true);
     second.await.unwrap();
@@ -692,16 +776,8 @@ async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_
     assert!(a["next_check_at"].is_string(), "due at once: {a}");
     let b = add(&app, &app.client, &without.url("/ok")).await;
     assert_eq!(b["check_interval_secs"], Value::Null);
-    // Without an interval, the next check is the next round (schedules.monitor, every 12 h).
-    let s = &app.app.config.schedules.monitor;
-    let next_round =
-        pulseboard_jobs::scheduler::next_occurrence(&s.cron, &s.timezone, now_ms()).unwrap();
-    assert_eq!(
-        b["next_check_at"],
-        pulseboard_domain::Timestamp::rfc3339(next_round)
-    );
+    assert!(b["next_check_at"].is_string(), "due at once: {b}");
 
-    let ctx = app.app.job_context();
     let checks_of = |id: i64| {
         let app = &app;
         async move {
@@ -714,12 +790,25 @@ async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_
         }
     };
     let (a_id, b_id) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
+    // Both are checked at once, without a round or a scheduled sweep: adding them asked for one.
+    eventually(10, || async {
+        (checks_of(a_id).await == 1 && checks_of(b_id).await == 1).then_some(())
+    })
+    .await;
+    // Without an interval, the next check is then the next round (schedules.monitor, every 12 h).
+    let s = &app.app.config.schedules.monitor;
+    let next_round =
+        pulseboard_jobs::scheduler::next_occurrence(&s.cron, &s.timezone, now_ms()).unwrap();
+    let (_, v) = get_json(&app.client, app.url(&format!("/resources/{b_id}"))).await;
+    assert_eq!(
+        v["next_check_at"],
+        pulseboard_domain::Timestamp::rfc3339(next_round)
+    );
 
-    // The due sweep takes the resource with an interval (due since it was added), not the other.
+    let ctx = app.app.job_context();
+    // Taken once: the first checks moved the one with an interval one interval on and cleared
+    // the other's.
     let now = now_ms();
-    assert_eq!(monitor_sweep_due(&ctx, now).await.unwrap(), 1);
-    eventually(10, || async { (checks_of(a_id).await == 1).then_some(()) }).await;
-    // Enqueued once: the sweep moved its next check one interval on.
     assert_eq!(monitor_sweep_due(&ctx, now).await.unwrap(), 0);
     assert_eq!(monitor_sweep_due(&ctx, now + 30_000).await.unwrap(), 0);
     let (_, v) = get_json(&app.client, app.url(&format!("/resources/{}", a_id))).await;
@@ -733,17 +822,17 @@ async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_
     assert_eq!(monitor_sweep_due(&ctx, now + 61_000).await.unwrap(), 1);
     eventually(10, || async { (checks_of(a_id).await == 2).then_some(()) }).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(checks_of(b_id).await, 0, "no round yet: not checked");
-    assert_eq!(without.total_hits(), 0);
+    assert_eq!(checks_of(b_id).await, 1, "no round yet: not checked again");
+    assert_eq!(without.total_hits(), 1);
 
     // A round checks every resource without an interval, and those with one only when due.
     monitor_sweep(&ctx, now + 62_000).await.unwrap();
-    eventually(10, || async { (checks_of(b_id).await == 1).then_some(()) }).await;
+    eventually(10, || async { (checks_of(b_id).await == 2).then_some(()) }).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(checks_of(a_id).await, 2, "not due in this round");
     monitor_sweep(&ctx, now + 125_000).await.unwrap();
     eventually(10, || async {
-        (checks_of(a_id).await == 3 && checks_of(b_id).await == 2).then_some(())
+        (checks_of(a_id).await == 3 && checks_of(b_id).await == 3).then_some(())
     })
     .await;
 
@@ -771,7 +860,8 @@ async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_
 }
 
 #[tokio::test]
-async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_waits_for_the_round() {
+async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_is_checked_once_then_waits_for_the_round(
+) {
     let (with, without) = (Target::start().await, Target::start().await);
     let app = TestApp::spawn_with(
         Options {
@@ -814,15 +904,17 @@ async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_waits_
             "checks {times:?} closer than the interval"
         );
     }
-    assert_eq!(without.total_hits(), 0, "no round yet");
+    // The other one had its first check when it was added, and none since: no round yet.
+    assert_eq!(without.total_hits(), 1, "first check only");
     let (_, v) = get_json(
         &app.client,
         app.url(&format!("/resources/{}", b["uuid"].as_str().unwrap())),
     )
     .await;
-    assert_eq!(v["checks"], json!([]));
+    assert_eq!(v["checks"].as_array().map(Vec::len), Some(1), "{v}");
 
-    // Given an interval, the resource without one is checked too (never checked: due at once).
+    // Given an interval, the resource without one is checked again (its last check was long
+    // enough ago: due at once).
     let (status, v) = patch(
         &app,
         &app.client,
@@ -832,7 +924,42 @@ async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_waits_
     .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["check_interval_secs"], 1);
-    eventually(10, || async { (without.total_hits() >= 1).then_some(()) }).await;
+    eventually(10, || async { (without.total_hits() >= 2).then_some(()) }).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn new_resources_are_checked_within_seconds_many_in_one_sweep() {
+    let target = Target::start().await;
+    let app = TestApp::spawn_with(
+        Options {
+            worker: true,
+            scheduler: false,
+        },
+        |c| c.monitor.allow_private_targets = true,
+    )
+    .await;
+    app.register(&app.client, "first@example.com").await;
+    let r = add(&app, &app.client, &target.url("/ok")).await;
+    // No round, no scheduler: adding it was enough.
+    let uuid = r["uuid"].as_str().unwrap().to_owned();
+    let v = eventually(10, || async {
+        let (_, v) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
+        v["is_available"].as_bool().map(|_| v)
+    })
+    .await;
+    assert_eq!(v["is_available"], true);
+    assert_eq!(v["status_code"], 200);
+    assert_eq!(target.hits("/ok"), 1);
+
+    // Many added at once share one sweep: every one is checked once.
+    let urls: Vec<String> = (0..30).map(|i| target.url(&format!("/ok?n={i}"))).collect();
+    futures_util::future::join_all(urls.iter().map(|u| add(&app, &app.client, u))).await;
+    eventually(15, || async { (target.hits("/ok") == 31).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(target.hits("/ok"), 31, "each checked once");
+    let sweeps = scalar(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'monitor_due'").await;
+    assert!(sweeps < 31, "{sweeps} sweeps for 31 additions");
     app.stop().await;
 }
 

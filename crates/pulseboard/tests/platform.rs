@@ -162,6 +162,196 @@ async fn serves_the_web_app_at_root() {
     app.stop().await;
 }
 
+// ---- connection limits: half-sent requests, idle keep-alive, the connection cap ----
+
+mod connections {
+    use super::common::{Options, TestApp};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn spawn(header_secs: u64, keep_alive_secs: u64, max: usize) -> TestApp {
+        let opts = Options {
+            worker: false,
+            scheduler: false,
+        };
+        TestApp::spawn_with(opts, |c| {
+            c.http.header_read_timeout_secs = header_secs;
+            c.http.keep_alive_timeout_secs = keep_alive_secs;
+            c.http.max_connections = max;
+        })
+        .await
+    }
+
+    fn addr(app: &TestApp) -> String {
+        app.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// A connection that sends part of a request and then nothing: the request line only half
+    /// (`i` even) or the request line and some headers without the blank line (`i` odd).
+    async fn stalled(addr: &str, i: usize) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let partial: &[u8] = if i.is_multiple_of(2) {
+            b"GET /hea"
+        } else {
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+        };
+        s.write_all(partial).await.unwrap();
+        s
+    }
+
+    /// Whether the server closed `s` (EOF or a reset) within `secs`.
+    async fn closed_within(mut s: TcpStream, secs: u64) -> bool {
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Whether `s` is still open: nothing to read and no EOF.
+    fn still_open(s: &TcpStream) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads one response with a Content-Length body; returns its status code.
+    async fn read_response(s: &mut TcpStream) -> std::io::Result<u16> {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            data.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .expect("a content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        while data.len() < head_end + length {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        Ok(status)
+    }
+
+    const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+    /// `GET /healthz` on a new connection, answered within 2 s.
+    async fn healthz(addr: &str) -> u16 {
+        let fetch = async {
+            let mut s = TcpStream::connect(addr).await?;
+            s.write_all(HEALTHZ).await?;
+            read_response(&mut s).await
+        };
+        tokio::time::timeout(Duration::from_secs(2), fetch)
+            .await
+            .expect("/healthz answers within 2 s")
+            .expect("/healthz answers")
+    }
+
+    #[tokio::test]
+    async fn half_sent_requests_are_closed_and_health_stays_fast_meanwhile() {
+        let app = spawn(4, 75, 4096).await;
+        let addr = addr(&app);
+        let opened = Instant::now();
+        let mut conns = Vec::new();
+        for i in 0..200 {
+            conns.push(stalled(&addr, i).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..5 {
+            assert_eq!(healthz(&addr).await, 200);
+        }
+        // The answers above came while the 200 were held open (unless this machine is so slow
+        // that the header timeout already passed).
+        if opened.elapsed() < Duration::from_secs(3) {
+            let open = conns.iter().filter(|s| still_open(s)).count();
+            assert_eq!(open, 200, "stalled connections closed too early");
+        }
+        let mut waits = tokio::task::JoinSet::new();
+        for s in conns {
+            waits.spawn(closed_within(s, 15));
+        }
+        let mut closed = 0;
+        while let Some(r) = waits.join_next().await {
+            closed += usize::from(r.unwrap());
+        }
+        assert_eq!(closed, 200, "every half-sent request is closed");
+        assert_eq!(healthz(&addr).await, 200);
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn idle_keep_alive_connections_are_closed_after_the_keep_alive_timeout() {
+        let app = spawn(1, 3, 4096).await;
+        let addr = addr(&app);
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(HEALTHZ).await.unwrap();
+        assert_eq!(read_response(&mut s).await.unwrap(), 200);
+        // Idle for longer than the header timeout: still open, the keep-alive timeout governs.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        s.write_all(HEALTHZ).await.unwrap();
+        assert_eq!(read_response(&mut s).await.unwrap(), 200);
+        let idle_from = Instant::now();
+        assert!(closed_within(s, 15).await, "idle connection is closed");
+        let idle = idle_from.elapsed();
+        assert!(
+            idle >= Duration::from_millis(2500),
+            "closed after {idle:?}, before the keep-alive timeout"
+        );
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn at_the_connection_cap_new_connections_wait_for_a_free_slot() {
+        let app = spawn(2, 75, 20).await;
+        let addr = addr(&app);
+        let mut conns = Vec::new();
+        for i in 0..20 {
+            conns.push(stalled(&addr, i).await);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // One more: the kernel completes the handshake, but the server does not take it yet.
+        let mut extra = TcpStream::connect(&addr).await.unwrap();
+        extra.write_all(HEALTHZ).await.unwrap();
+        let early = tokio::time::timeout(Duration::from_secs(1), read_response(&mut extra)).await;
+        assert!(early.is_err(), "served beyond the cap: {early:?}");
+        // The header timeout frees the slots; then the waiting request is served.
+        let status = tokio::time::timeout(Duration::from_secs(15), read_response(&mut extra))
+            .await
+            .expect("served once a slot is free")
+            .unwrap();
+        assert_eq!(status, 200);
+        let mut closed = 0;
+        for s in conns {
+            closed += usize::from(closed_within(s, 15).await);
+        }
+        assert_eq!(closed, 20);
+        for _ in 0..3 {
+            assert_eq!(healthz(&addr).await, 200);
+        }
+        app.stop().await;
+    }
+}
+
 // ---- the binary, run as a newcomer would, on bad input ----
 
 fn pulseboard(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {

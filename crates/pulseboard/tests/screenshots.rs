@@ -1,6 +1,7 @@
 //! Screenshots: capture with the system's headless Chromium (a page served here, the worker, the
-//! stored PNG and its feed event), the SSRF guard of captures (the target, redirect hops and
-//! sub-resources), the 503 without Chromium, and blobs on S3-compatible storage (moto_server).
+//! stored PNG and its feed event), the SSRF guard of captures (the target, redirect hops,
+//! sub-resources, fetches and WebSockets through the guarding proxy), the 503 without Chromium,
+//! and blobs on S3-compatible storage (moto_server).
 //!
 //! Chromium: CI installs it (`.ci/run`); without it the capture tests check the 503 instead.
 //! moto_server: `pip install 'moto[server]'` (`.ci/run` does); without it the S3 test is skipped
@@ -68,14 +69,17 @@ impl Site {
             buf.extend_from_slice(&chunk[..n]);
         }
         let head = String::from_utf8_lossy(&buf);
-        let path = head
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .split('?')
-            .next()
-            .unwrap_or("/")
-            .to_owned();
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let path = path.to_owned();
+        // A query parameter (`to=host:port`, `for=/a,/b`), empty when absent.
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or("")
+                .to_owned()
+        };
         *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
         let secret = self.url("127.0.0.1", "/secret");
         let frame = self.url("localhost", "/frame");
@@ -109,6 +113,58 @@ impl Site {
                 ),
                 None,
             ),
+            // WebSockets (not paused by the DevTools Fetch domain): one to a private address
+            // (`to`), one to an echo server on the allowed `localhost` (`echo`). Each outcome is
+            // reported with a request to this site, and an image waits for them, so the page
+            // finishes loading (and is captured) only once both sockets have had their say.
+            "/ws-page" => (
+                "200 OK",
+                "text/html",
+                format!(
+                    "<!doctype html><body style=\"background:#264653\">\
+                     <h1 style=\"color:#fff;font:48px sans-serif\">websockets</h1>\
+                     <img src=\"/wait?for=/ws-private-closed,/ws-echoed\" width=\"1\" height=\"1\">\
+                     <script>\
+                     const report = (what) => fetch('/ws-' + what).catch(() => {{}});\
+                     const inside = new WebSocket('ws://{to}/socket');\
+                     inside.onopen = () => report('private-opened');\
+                     inside.onclose = () => report('private-closed');\
+                     const echo = new WebSocket('ws://localhost:{echo}/echo');\
+                     echo.onopen = () => echo.send('hello');\
+                     echo.onmessage = (e) => {{ if (e.data === 'hello') report('echoed'); }};\
+                     echo.onclose = () => report('echo-closed');\
+                     </script></body>",
+                    to = param("to"),
+                    echo = param("echo"),
+                ),
+                None,
+            ),
+            // Sub-resources and a fetch to a private address (`to`); the image waits for the
+            // fetch to settle.
+            "/peek-page" => (
+                "200 OK",
+                "text/html",
+                format!(
+                    "<!doctype html><body><h1>peek</h1>\
+                     <img src=\"http://{to}/img\"><iframe src=\"http://{to}/frame\"></iframe>\
+                     <img src=\"/wait?for=/fetch-done\" width=\"1\" height=\"1\">\
+                     <script>fetch('http://{to}/fetch', {{mode: 'no-cors'}}).catch(() => {{}})\
+                     .finally(() => fetch('/fetch-done'));</script></body>",
+                    to = param("to"),
+                ),
+                None,
+            ),
+            // Answers once every path in `for` was requested (or after 15 s).
+            "/wait" => {
+                let wanted = param("for");
+                for _ in 0..150 {
+                    if wanted.split(',').all(|p| self.hits(p) > 0) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                ("404 Not Found", "text/plain", "waited".to_owned(), None)
+            }
             "/redirect" => ("302 Found", "text/plain", String::new(), Some(secret)),
             "/secret" => ("200 OK", "text/plain", "secret".to_owned(), None),
             "/hang" => {
@@ -128,6 +184,43 @@ impl Site {
         resp.push_str(&body);
         stream.write_all(resp.as_bytes()).await?;
         stream.shutdown().await
+    }
+}
+
+/// A WebSocket echo server on `ip` (also a plain TCP listener: it counts every connection it
+/// accepts, a WebSocket or not).
+struct WsServer {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl WsServer {
+    async fn start(ip: &str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use futures_util::{SinkExt, StreamExt};
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_text() && ws.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -472,6 +565,100 @@ async fn captures_never_reach_private_addresses_unless_allowed() {
 
     assert_eq!(
         site.hits("/secret"),
+        0,
+        "the private address was never reached"
+    );
+    app.stop().await;
+}
+
+/// The capture browser goes out only through the guarding proxy: a WebSocket (which the DevTools
+/// Fetch domain never pauses) to a private address that is not allowed never connects, while one
+/// to the allowed host works, and the page is captured.
+#[tokio::test]
+async fn websockets_of_a_captured_page_never_reach_private_addresses() {
+    let site = Site::start().await;
+    // 127.0.0.2: loopback, so reachable from here, but not the allowed `localhost`.
+    let inside = WsServer::start("127.0.0.2").await;
+    let echo = WsServer::start("127.0.0.1").await;
+    let app = capture_app(|c| {
+        c.monitor.allow_private_targets = false;
+        c.monitor.allowed_hosts = vec!["localhost".into()];
+    })
+    .await;
+    let c = &app.client;
+    app.register(c, "sockets@example.com").await;
+    let page = format!("/ws-page?to={}&echo={}", inside.addr, echo.addr.port());
+    let uuid = add(&app, c, &site.url("localhost", &page)).await;
+    let r = capture(&app, c, &uuid).await;
+    if find_chromium("").is_none() {
+        println!("Chromium is not installed: the WebSocket guard test only checks the 503");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        app.stop().await;
+        return;
+    }
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    eventually(120, || async {
+        let v = resource(&app, c, &uuid).await;
+        (!v["screenshot"].is_null()).then_some(())
+    })
+    .await;
+    assert!(site.hits("/ws-page") >= 1);
+    assert_eq!(
+        site.hits("/ws-echoed"),
+        1,
+        "a WebSocket to the allowed host works"
+    );
+    assert!(echo.connections() >= 1);
+    assert_eq!(
+        site.hits("/ws-private-closed"),
+        1,
+        "the page tried the private WebSocket and saw it fail"
+    );
+    assert_eq!(site.hits("/ws-private-opened"), 0);
+    assert_eq!(
+        inside.connections(),
+        0,
+        "the private address was never reached"
+    );
+    app.stop().await;
+}
+
+/// Images, frames and fetches of an allowed page to a private address that is not allowed never
+/// reach it; the page is still captured.
+#[tokio::test]
+async fn sub_resources_and_fetches_of_a_captured_page_never_reach_private_addresses() {
+    let site = Site::start().await;
+    let inside = WsServer::start("127.0.0.2").await;
+    let app = capture_app(|c| {
+        c.monitor.allow_private_targets = false;
+        c.monitor.allowed_hosts = vec!["localhost".into()];
+    })
+    .await;
+    let c = &app.client;
+    app.register(c, "peek@example.com").await;
+    let uuid = add(
+        &app,
+        c,
+        &site.url("localhost", &format!("/peek-page?to={}", inside.addr)),
+    )
+    .await;
+    let r = capture(&app, c, &uuid).await;
+    if find_chromium("").is_none() {
+        println!("Chromium is not installed: the sub-resource guard test only checks the 503");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        app.stop().await;
+        return;
+    }
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    eventually(120, || async {
+        let v = resource(&app, c, &uuid).await;
+        (!v["screenshot"].is_null()).then_some(())
+    })
+    .await;
+    assert!(site.hits("/peek-page") >= 1);
+    assert_eq!(site.hits("/fetch-done"), 1, "the page's fetch settled");
+    assert_eq!(
+        inside.connections(),
         0,
         "the private address was never reached"
     );

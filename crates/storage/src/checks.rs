@@ -77,12 +77,14 @@ pub struct Target {
 
 /// The `SET` expression that moves a due resource's `next_check_at` on from `$1` (the sweep time).
 const ADVANCE: &str = "next_check_at = CASE \
+     WHEN check_interval_secs IS NULL THEN NULL \
      WHEN COALESCE(next_check_at, $1) + check_interval_secs * 1000 > $1 \
          THEN COALESCE(next_check_at, $1) + check_interval_secs * 1000 \
      ELSE $1 + check_interval_secs * 1000 END";
 
 /// A page of the resources a round at `at` checks, in id order after `after_id`: every resource
-/// without its own interval, and those with one that are due. Returns `(id, has_interval)`.
+/// without its own interval, and those with one that are due. Returns `(id, scheduled)`, where
+/// `scheduled` says it has a `next_check_at` ([`advance_due`] moves or clears it).
 pub async fn round_page(
     pool: &AnyPool,
     at: UnixMillis,
@@ -90,7 +92,7 @@ pub async fn round_page(
     limit: i64,
 ) -> Result<Vec<(i64, bool)>> {
     let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT id, check_interval_secs FROM resources \
+        "SELECT id, next_check_at FROM resources \
          WHERE id > $1 AND (check_interval_secs IS NULL OR next_check_at <= $2) \
          ORDER BY id LIMIT $3",
     )
@@ -101,12 +103,14 @@ pub async fn round_page(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, interval)| (id, interval.is_some()))
+        .map(|(id, next)| (id, next.is_some()))
         .collect())
 }
 
-/// Moves the given resources (those with an interval and still due at `at`) one interval on, in
-/// the caller's transaction. Returns the ids it moved: the ones this sweep should enqueue.
+/// Moves the given resources with an interval that are still due at `at` one interval on, and
+/// clears the pending first check of those without (a round checks them anyway), in the
+/// caller's transaction. Returns the ids it moved: the
+/// ones this sweep should enqueue.
 pub async fn advance_due(
     conn: &mut AnyConnection,
     at: UnixMillis,
@@ -118,7 +122,7 @@ pub async fn advance_due(
     let list = crate::placeholders(2, ids.len());
     let sql = format!(
         "UPDATE resources SET {ADVANCE} WHERE id IN ({}) \
-         AND check_interval_secs IS NOT NULL AND next_check_at <= $1 RETURNING id",
+         AND (check_interval_secs IS NULL OR next_check_at <= $1) RETURNING id",
         list
     );
     let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(at);
@@ -135,15 +139,15 @@ pub async fn advance_due(
     Ok(moved)
 }
 
-/// Takes up to `limit` resources with their own interval that are due at `at` (soonest first)
-/// and moves them one interval on, in the caller's transaction. Returns their ids, sorted.
+/// Takes up to `limit` resources that are due at `at` (soonest first) — those with their own
+/// interval, and new ones awaiting their first check — and moves them one interval on (or clears
+/// the pending first check), in the caller's transaction. Returns their ids, sorted.
 pub async fn take_due(conn: &mut AnyConnection, at: UnixMillis, limit: i64) -> Result<Vec<i64>> {
     let sql = format!(
         "UPDATE resources SET {ADVANCE} \
-         WHERE id IN (SELECT id FROM resources \
-                      WHERE check_interval_secs IS NOT NULL AND next_check_at <= $1 \
+         WHERE id IN (SELECT id FROM resources WHERE next_check_at <= $1 \
                       ORDER BY next_check_at LIMIT $2) \
-           AND check_interval_secs IS NOT NULL AND next_check_at <= $1 \
+           AND next_check_at <= $1 \
          RETURNING id"
     );
     let mut ids: Vec<i64> = sqlx::query_as::<_, (i64,)>(&sql)

@@ -334,6 +334,62 @@ pub async fn bury(db: &Db, id: i64, worker: &str, error: &str, now: UnixMillis) 
     Ok(r.rows_affected() == 1)
 }
 
+/// Most ids one heartbeat statement renews (SQLite's parameter lookup grows with their square).
+const RENEW_BATCH: usize = 500;
+
+/// A worker's heartbeat: extends to `lease_until` the lease of those of `ids` that `worker` still
+/// holds, and returns them. An id missing from the answer is no longer this worker's (its lease ran
+/// out and another worker claimed it, or it was settled meanwhile). Also clears `published_at`:
+/// should the worker die later, the RabbitMQ sweep republishes the job as soon as the lease runs
+/// out, even if an earlier sweep published it during a late heartbeat.
+pub async fn renew(
+    db: &Db,
+    ids: &[i64],
+    worker: &str,
+    lease_until: UnixMillis,
+) -> Result<Vec<i64>> {
+    let mut held = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(RENEW_BATCH) {
+        let placeholders = crate::placeholders(3, chunk.len());
+        let sql = format!(
+            "UPDATE jobs SET locked_until = $1, published_at = NULL \
+             WHERE locked_by = $2 AND status = 'running' AND id IN ({placeholders}) RETURNING id"
+        );
+        let mut q = sqlx::query_as::<_, (i64,)>(&sql)
+            .bind(lease_until)
+            .bind(worker);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        held.extend(q.fetch_all(db.pool()).await?.into_iter().map(|(id,)| id));
+    }
+    Ok(held)
+}
+
+/// A running job whose lease has run out: its worker stopped renewing it (died, hung or lost the
+/// database), and the next claim will take it over.
+#[derive(Debug, Clone, FromRow)]
+pub struct Stale {
+    pub id: i64,
+    pub queue: String,
+    pub kind: String,
+    pub attempts: i64,
+    pub locked_by: Option<String>,
+    pub locked_until: i64,
+}
+
+/// Running jobs whose lease expired before `now`, longest expired first (the admin view).
+pub async fn stale(db: &Db, now: UnixMillis, limit: i64) -> Result<Vec<Stale>> {
+    Ok(sqlx::query_as(
+        "SELECT id, queue, kind, attempts, locked_by, locked_until FROM jobs \
+         WHERE status = 'running' AND locked_until < $1 ORDER BY locked_until LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
 /// Gives leased jobs back (graceful shutdown): they run again at once, and the attempt they used is
 /// returned too, since they never ran to an outcome.
 pub async fn release(db: &Db, ids: &[i64], worker: &str, now: UnixMillis) -> Result<u64> {

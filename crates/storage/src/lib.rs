@@ -11,6 +11,7 @@ pub mod mail_log;
 pub mod resources;
 pub mod sessions;
 pub mod tasks;
+pub mod throttle;
 pub mod users;
 pub mod writer;
 

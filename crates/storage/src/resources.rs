@@ -190,8 +190,8 @@ fn params_json(url: &ResourceUrl) -> String {
 
 /// Adds a resource to the user's catalogue with its `resource_added` event, on the caller's
 /// transaction (`Db::write`).
-/// `StorageError::Conflict` when the user already has this URL. With its own check interval it
-/// is due at once (the next `monitor_due` sweep checks it), then every interval.
+/// `StorageError::Conflict` when the user already has this URL. It is due at once (the next due
+/// sweep checks it); then every interval, or with the rounds when it has none.
 pub async fn create(
     tx: &mut AnyConnection,
     user_id: i64,
@@ -214,7 +214,7 @@ pub async fn create(
     .bind(params_json(url))
     .bind(now)
     .bind(check_interval_secs)
-    .bind(check_interval_secs.map(|_| now))
+    .bind(now)
     .fetch_one(&mut *tx)
     .await
     .map_err(StorageError::from_insert)?;
@@ -248,7 +248,7 @@ pub async fn insert_batch(
 ) -> Result<Vec<(String, String)>> {
     let mut created = Vec::with_capacity(urls.len());
     for chunk in urls.chunks(ROWS_PER_INSERT) {
-        created.extend(insert_rows(conn, user_id, chunk, now).await?);
+        created.extend(insert_rows(conn, user_id, None, chunk, now).await?);
     }
     let details = event_details.to_string();
     for chunk in created.chunks(ROWS_PER_INSERT * 2) {
@@ -257,18 +257,101 @@ pub async fn insert_batch(
     Ok(created)
 }
 
+/// What [`import_batch`] did with the URLs of a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportedBatch {
+    /// Inserted now, each with its `resource_added` event.
+    pub inserted: usize,
+    /// Already in the catalogue because an earlier attempt of the same request inserted them.
+    pub earlier: usize,
+}
+
+impl ImportedBatch {
+    /// The URLs this import created, in this attempt or an earlier one.
+    pub fn created(&self) -> usize {
+        self.inserted + self.earlier
+    }
+}
+
+/// An import's batch: like [`insert_batch`], and every row it inserts records the processing
+/// request (`resources.import_id`). With `resumed` (an earlier attempt of this request may have
+/// inserted rows before it died), the URLs that were skipped because they exist are told apart:
+/// rows of this request count as `earlier`, the rest are duplicates. That costs one query per
+/// insert statement that skipped a URL, and only on a resumed attempt: a first attempt runs the
+/// same statements as before.
+pub async fn import_batch(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    request_id: &str,
+    resumed: bool,
+    urls: &[ResourceUrl],
+    event_details: &Value,
+    now: UnixMillis,
+) -> Result<ImportedBatch> {
+    let mut created = Vec::with_capacity(urls.len());
+    let mut earlier = 0;
+    for chunk in urls.chunks(ROWS_PER_INSERT) {
+        let rows = insert_rows(conn, user_id, Some(request_id), chunk, now).await?;
+        if resumed && rows.len() < chunk.len() {
+            let inserted: std::collections::HashSet<&str> =
+                rows.iter().map(|(_, url)| url.as_str()).collect();
+            let skipped: Vec<&str> = chunk
+                .iter()
+                .map(ResourceUrl::full_url)
+                .filter(|url| !inserted.contains(url))
+                .collect();
+            earlier += count_imported_by(conn, user_id, request_id, &skipped).await?;
+        }
+        created.extend(rows);
+    }
+    let details = event_details.to_string();
+    for chunk in created.chunks(ROWS_PER_INSERT * 2) {
+        insert_added_events(conn, user_id, chunk, &details, now).await?;
+    }
+    Ok(ImportedBatch {
+        inserted: created.len(),
+        earlier,
+    })
+}
+
+/// How many of these URLs of the user were created by the import `request_id`.
+async fn count_imported_by(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    request_id: &str,
+    urls: &[&str],
+) -> Result<usize> {
+    if urls.is_empty() {
+        return Ok(0);
+    }
+    let list: Vec<String> = (0..urls.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM resources WHERE user_id = $1 AND import_id = $2 AND full_url IN ({})",
+        list.join(", ")
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(user_id)
+        .bind(request_id);
+    for url in urls {
+        q = q.bind(*url);
+    }
+    Ok(q.fetch_one(&mut *conn).await? as usize)
+}
+
 async fn insert_rows(
     conn: &mut AnyConnection,
     user_id: i64,
+    import_id: Option<&str>,
     urls: &[ResourceUrl],
     now: UnixMillis,
 ) -> Result<Vec<(String, String)>> {
-    // user_id and created_at are shared: $1 and $2.
+    // user_id, created_at and import_id are shared: $1, $2 and $3. Each row is due for its first
+    // check at once (next_check_at = created_at): the next due sweep takes it.
     let values: Vec<String> = (0..urls.len())
         .map(|i| {
-            let b = 3 + i * 7;
+            let b = 4 + i * 7;
             format!(
-                "(${}, $1, ${}, ${}, ${}, ${}, ${}, ${}, $2)",
+                "(${}, $1, ${}, ${}, ${}, ${}, ${}, ${}, $2, $3, $2)",
                 b,
                 b + 1,
                 b + 2,
@@ -281,13 +364,14 @@ async fn insert_rows(
         .collect();
     let sql = format!(
         "INSERT INTO resources (uuid, user_id, full_url, protocol, domain, domain_zone, url_path, \
-                                query_params, created_at) \
+                                query_params, created_at, import_id, next_check_at) \
          VALUES {} ON CONFLICT (user_id, full_url) DO NOTHING RETURNING uuid, full_url",
         values.join(", ")
     );
     let mut q = sqlx::query_as::<_, (String, String)>(&sql)
         .bind(user_id)
-        .bind(now);
+        .bind(now)
+        .bind(import_id);
     for url in urls {
         q = q
             .bind(new_uuid())
@@ -711,6 +795,24 @@ pub async fn create_request(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The user's imports still to finish: pending or in process, with their job (idempotency key
+/// `job_key_prefix` + request id) queued or running. A request whose job is dead or gone will
+/// never finish, so it does not count (reading it fails it: [`fail_request_without_job`]).
+pub async fn imports_in_flight(pool: &AnyPool, user_id: i64, job_key_prefix: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM processing_requests p \
+         WHERE p.user_id = $1 AND p.status IN ($2, $3) AND EXISTS \
+           (SELECT 1 FROM jobs j WHERE j.idempotency_key = $4 || p.id \
+              AND j.status IN ('queued', 'running'))",
+    )
+    .bind(user_id)
+    .bind(STATUS_PENDING)
+    .bind(STATUS_IN_PROCESS)
+    .bind(job_key_prefix)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// A request of this user (None for another user's).

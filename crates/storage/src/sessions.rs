@@ -84,6 +84,36 @@ pub async fn family_active(pool: &AnyPool, family: &str) -> Result<bool> {
     Ok(revoked.is_none())
 }
 
+/// The user's current role, if the login (family) is still alive and the user still exists. The
+/// role is read here rather than trusted from the access token, so that a demotion holds at once.
+pub async fn login_role(
+    pool: &AnyPool,
+    family: &str,
+    user_id: i64,
+) -> Result<Option<pulseboard_domain::Role>> {
+    let role: Option<(String,)> = sqlx::query_as(
+        "SELECT role FROM users WHERE id = $1 AND NOT EXISTS \
+         (SELECT 1 FROM refresh_tokens WHERE family = $2 AND revoked_at IS NOT NULL)",
+    )
+    .bind(user_id)
+    .bind(family)
+    .fetch_optional(pool)
+    .await?;
+    Ok(role.map(|(r,)| pulseboard_domain::Role::from_db(&r)))
+}
+
+/// Revokes every login of a user (password change, account deletion).
+pub async fn revoke_user(pool: &AnyPool, user_id: i64, now: UnixMillis) -> Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Deletes tokens that expired before `before`.
 pub async fn prune_expired(pool: &AnyPool, before: UnixMillis) -> Result<u64> {
     let r = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")

@@ -83,40 +83,6 @@ pub async fn set_role(pool: &AnyPool, email: &Email, role: Role, now: UnixMillis
     Ok(done.rows_affected() == 1)
 }
 
-/// Records one failed login under `key` ("account:…" or "ip:…").
-pub async fn record_login_failure(pool: &AnyPool, key: &str, now: UnixMillis) -> Result<()> {
-    sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
-        .bind(key)
-        .bind(now)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// Failures under `key` since `since`, and the oldest of them (for Retry-After).
-pub async fn login_failures_since(
-    pool: &AnyPool,
-    key: &str,
-    since: UnixMillis,
-) -> Result<(i64, Option<UnixMillis>)> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE key = $1 AND at > $2",
-    )
-    .bind(key)
-    .bind(since)
-    .fetch_one(pool)
-    .await?;
-    Ok((row.try_get("n")?, row.try_get("oldest")?))
-}
-
-pub async fn clear_login_failures(pool: &AnyPool, key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM login_failures WHERE key = $1")
-        .bind(key)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 /// Settings a user may change about themselves. None leaves a setting as it is.
 #[derive(Debug, Default)]
 pub struct Settings {

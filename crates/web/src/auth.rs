@@ -24,6 +24,9 @@ use pulseboard_storage::sessions;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 pub const ACCESS_COOKIE: &str = "pb_access";
 pub const REFRESH_COOKIE: &str = "pb_refresh";
@@ -88,20 +91,25 @@ impl FromRequestParts<AppState> for CurrentUser {
                 _ => ApiError::Unauthorized("Invalid access token; please log in again".into()),
             })?
             .claims;
-        // Logout revokes the login at once, not when the access token runs out.
-        if !state.logins.is_active(&state.db, &claims.sid).await? {
+        // Logout revokes the login at once, not when the access token runs out; the role is the
+        // user's current one, not the one the token was issued with.
+        let Some(role) = state
+            .logins
+            .role(&state.db, &claims.sid, claims.sub)
+            .await?
+        else {
             return Err(ApiError::Unauthorized("You have been logged out".into()));
-        }
+        };
         Ok(CurrentUser {
             id: claims.sub,
-            role: claims.role,
+            role,
             session: claims.sid,
         })
     }
 }
 
-/// Which logins (refresh token families) were recently seen active, so that a busy client does
-/// not cost a database round trip per request just to learn it has not logged out.
+/// Which logins (refresh token families) of ordinary users were recently seen active, so that a
+/// busy client does not cost a database round trip per request just to learn it has not logged out.
 ///
 /// A revocation through this process ([`Logins::revoke`]) is seen at once; one made by another
 /// process (several `serve` behind a balancer) within [`Logins::TTL`].
@@ -115,7 +123,15 @@ impl Logins {
     /// Beyond this many entries, expired ones are swept out on the next insert.
     const SWEEP_AT: usize = 10_000;
 
-    pub async fn is_active(&self, db: &pulseboard_storage::Db, family: &str) -> ApiResult<bool> {
+    /// The user's current role while the login is alive; None once it was revoked or the user
+    /// deleted. Only ordinary users are remembered: an administrator's role is read on every
+    /// request, so that a demotion takes their powers away at once, from any process.
+    pub async fn role(
+        &self,
+        db: &pulseboard_storage::Db,
+        family: &str,
+        user_id: i64,
+    ) -> ApiResult<Option<Role>> {
         let now = std::time::Instant::now();
         if self
             .seen
@@ -124,17 +140,17 @@ impl Logins {
             .get(family)
             .is_some_and(|at| now.duration_since(*at) < Self::TTL)
         {
-            return Ok(true);
+            return Ok(Some(Role::User));
         }
-        let active = sessions::family_active(db.pool(), family).await?;
-        if active {
+        let role = sessions::login_role(db.pool(), family, user_id).await?;
+        if role == Some(Role::User) {
             let mut seen = self.seen.lock().expect("logins lock");
             if seen.len() >= Self::SWEEP_AT {
                 seen.retain(|_, at| now.duration_since(*at) < Self::TTL);
             }
             seen.insert(family.to_owned(), now);
         }
-        Ok(active)
+        Ok(role)
     }
 
     /// Revokes a login in the database and forgets it here.
@@ -181,7 +197,11 @@ fn secure(config: &Config) -> bool {
     match config.auth.cookie_secure {
         CookieSecure::Always => true,
         CookieSecure::Never => false,
-        CookieSecure::Auto => config.http.public_url.starts_with("https://"),
+        // In production the site is expected behind TLS even when public_url was left at http.
+        CookieSecure::Auto => {
+            config.env == pulseboard_config::RunMode::Production
+                || config.http.public_url.starts_with("https://")
+        }
     }
 }
 
@@ -362,45 +382,184 @@ fn argon2(config: &Config) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes on the blocking pool: Argon2 is deliberately slow and must not stall other requests.
-pub async fn hash_password(config: &Config, password: Password) -> ApiResult<String> {
-    let hasher = argon2(config);
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        hasher
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("hashing password: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+/// Password hashing, bounded: each Argon2 run takes `auth.argon2_memory_kib` of memory and a core
+/// for tens of milliseconds, so a burst of logins must neither exhaust memory nor starve other
+/// requests. At most `hash_concurrency` runs at once on the blocking pool, at most `hash_queue`
+/// more wait for a slot, and anything beyond gets 503 with `Retry-After` at once.
+pub struct Passwords {
+    argon: Argon2<'static>,
+    /// A hash of a random password with the configured parameters, made at start-up: an unknown
+    /// email is verified against it, so it costs exactly what a wrong password costs.
+    dummy: String,
+    slots: Arc<Semaphore>,
+    /// Requests holding or waiting for a slot.
+    admitted: AtomicUsize,
+    capacity: usize,
 }
 
-/// Verifies on the blocking pool. With no stored hash (unknown email) it still does the work of a
-/// verification, so that response time does not reveal which emails have accounts.
-pub async fn verify_password(
-    config: &Config,
-    password: Password,
-    stored: Option<String>,
-) -> ApiResult<bool> {
-    let hasher = argon2(config);
-    tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| {
-            let salt = SaltString::generate(&mut OsRng);
-            hasher
-                .hash_password(b"timing-equaliser", &salt)
+/// Gives the admission back when the request finishes or is dropped.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Passwords {
+    pub fn new(config: &Config) -> Self {
+        let argon = argon2(config);
+        let mut random = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut random);
+        let dummy = argon
+            .hash_password(&random, &SaltString::generate(&mut OsRng))
+            .expect("argon2 parameters were validated with the configuration")
+            .to_string();
+        let slots = config.hash_concurrency();
+        Self {
+            argon,
+            dummy,
+            slots: Arc::new(Semaphore::new(slots)),
+            admitted: AtomicUsize::new(0),
+            capacity: slots + config.auth.hash_queue,
+        }
+    }
+
+    /// Runs `f` with a hashing slot on the blocking pool. The slot travels into the blocking task,
+    /// so a request dropped mid-way (client gone, timeout) still holds it until Argon2 returns.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let admission = Admission(&self.admitted);
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            drop(admission);
+            return Err(ApiError::Busy {
+                message: "The server is busy checking other passwords; please try again in a \
+                          moment"
+                    .into(),
+                retry_after_secs: 1,
+            });
+        }
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let argon = self.argon.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&argon)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()));
+        drop(admission);
+        out
+    }
+
+    pub async fn hash(&self, password: Password) -> ApiResult<String> {
+        self.run(move |argon| {
+            argon
+                .hash_password(
+                    password.expose().as_bytes(),
+                    &SaltString::generate(&mut OsRng),
+                )
                 .map(|h| h.to_string())
-                .unwrap_or_default()
-        });
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return false;
-        };
-        hasher
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok()
-            && known
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))
+                .map_err(|e| ApiError::Internal(format!("hashing password: {e}")))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `stored`. Without a stored hash (unknown email) the password is
+    /// checked against the start-up dummy, so the answer takes the same time and is always false.
+    pub async fn verify(&self, password: Password, stored: Option<String>) -> ApiResult<bool> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy.clone());
+        let ok = self
+            .run(move |argon| {
+                PasswordHash::new(&stored).is_ok_and(|parsed| {
+                    argon
+                        .verify_password(password.expose().as_bytes(), &parsed)
+                        .is_ok()
+                })
+            })
+            .await?;
+        Ok(ok && known)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::{Format, Yaml};
+
+    fn config(extra: &str) -> Config {
+        Config::from_figment(
+            figment::Figment::from(Yaml::string(pulseboard_config::DEFAULTS_YAML))
+                .merge(Yaml::string(extra)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cookies_are_secure_in_production_unless_explicitly_never() {
+        assert!(!secure(&config("env: development")));
+        assert!(secure(&config("env: production")));
+        assert!(secure(&config(
+            "env: development\nhttp:\n  public_url: https://x.example"
+        )));
+        assert!(!secure(&config(
+            "env: production\nauth:\n  cookie_secure: never"
+        )));
+        assert!(set_cookie(&config("env: production"), "a", "b", "/", 1).contains("; Secure"));
+    }
+
+    #[tokio::test]
+    async fn unknown_emails_are_checked_against_a_hash_with_the_configured_cost() {
+        let cfg = config("auth:\n  argon2_memory_kib: 64\n  argon2_iterations: 3");
+        let passwords = Passwords::new(&cfg);
+        // Same algorithm and cost as a real account's hash, so the same work.
+        assert!(passwords.dummy.starts_with("$argon2id$v=19$m=64,t=3,p=1$"));
+        let real = passwords
+            .hash(Password::parse_login("right").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(real.split('$').nth(3), passwords.dummy.split('$').nth(3));
+        let pw = || Password::parse_login("right").unwrap();
+        assert!(passwords.verify(pw(), Some(real)).await.unwrap());
+        assert!(!passwords.verify(pw(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_answers_busy_with_retry_after() {
+        let cfg = config(
+            "auth:\n  argon2_memory_kib: 4096\n  argon2_iterations: 4\n  hash_concurrency: 1\n  hash_queue: 1",
+        );
+        let passwords = Arc::new(Passwords::new(&cfg));
+        let attempts: Vec<_> = (0..12)
+            .map(|_| {
+                let p = passwords.clone();
+                tokio::spawn(
+                    async move { p.verify(Password::parse_login("x").unwrap(), None).await },
+                )
+            })
+            .collect();
+        let mut busy = 0;
+        for a in attempts {
+            match a.await.unwrap() {
+                Ok(ok) => assert!(!ok),
+                Err(ApiError::Busy {
+                    retry_after_secs, ..
+                }) => {
+                    assert!(retry_after_secs >= 1);
+                    busy += 1;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        // One running and one waiting at most: of twelve at once, at least ten were turned away.
+        assert!(busy >= 10, "only {busy} of 12 refused");
+        assert_eq!(passwords.admitted.load(Ordering::Acquire), 0);
+    }
 }

@@ -4,9 +4,12 @@
 //! errors through [`error::ApiError`]. Every route is served at the root and again under `/api`.
 
 pub mod auth;
+pub mod client_ip;
 pub mod error;
 pub mod extract;
+pub mod layers;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 pub use auth::Keys;
@@ -14,7 +17,7 @@ pub use state::AppState;
 
 use crate::error::ApiError;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -22,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use routes::{admin, docs, health, sessions, tasks, unsubscribe, users};
-use std::net::SocketAddr;
 use std::time::Duration;
 use tower::Layer;
 use tower_http::compression::CompressionLayer;
@@ -109,18 +111,19 @@ fn api_routes() -> Router<AppState> {
         .route("/logs.pdf", get(routes::logs::pdf))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
+        .route("/docs.js", get(docs::script))
         .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// The whole application, with its middleware.
 pub fn router(state: AppState) -> Router {
     let cfg = state.config.clone();
-    let origins: Vec<HeaderValue> = cfg
-        .http
-        .cors_origins
+    let mut origins: Vec<HeaderValue> = cfg
+        .allowed_origins()
         .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    origins.extend(HeaderValue::from_str(&cfg.public_origin()).ok());
     let request_id = HeaderName::from_static("x-request-id");
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
@@ -158,31 +161,37 @@ pub fn router(state: AppState) -> Router {
         .merge(api_routes())
         .nest("/api", api_routes())
         .fallback(static_or_not_found)
+        .layer(middleware::from_fn(crate::layers::json_errors))
         .layer(DefaultBodyLimit::max(cfg.http.json_body_limit_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), csrf))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::layers::csrf,
+        ))
         .layer(cors)
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::layers::security_headers,
+        ))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish. The connection loop,
+/// with its timeouts and connection cap (`http.header_read_timeout_secs`,
+/// `keep_alive_timeout_secs`, `max_connections`), is in [`server`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = server::Limits::from_config(&state.config.http);
     // Trailing slashes are trimmed before routing, so `/tasks/` is `/tasks`.
     let app = NormalizePathLayer::trim_trailing_slash().layer(router(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::run(listener, app, limits, shutdown).await
 }
 
 /// A request taking longer than `http.request_timeout_secs` gets 503. Multipart uploads (ZIP
@@ -212,44 +221,6 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
         ))
         .into_response(),
     }
-}
-
-/// Refuses state-changing requests sent by a browser from a foreign site (CSRF). SameSite=Lax
-/// cookies already stop most; this also covers same-site subdomains and old browsers.
-async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
-    }
-    let headers = req.headers();
-    if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let same_origin = origin
-            .split_once("://")
-            .map(|(_, rest)| rest == host)
-            .unwrap_or(false);
-        let allowed = same_origin
-            || state
-                .config
-                .http
-                .cors_origins
-                .iter()
-                .any(|o| o.trim_end_matches('/') == origin);
-        if !allowed {
-            return ApiError::Forbidden(format!(
-                "Cross-site request refused: origin {origin} is not allowed"
-            ))
-            .into_response();
-        }
-    } else if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return ApiError::Forbidden("Cross-site request refused".into()).into_response();
-    }
-    next.run(req).await
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {

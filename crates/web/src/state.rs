@@ -17,4 +17,10 @@ pub struct AppState {
     pub signing_key: Arc<Vec<u8>>,
     /// Screenshot images (local folder or S3), the same store the workers use.
     pub blobs: pulseboard_storage::blobs::Blobs,
+    /// Bounded password hashing (logins, registrations).
+    pub passwords: Arc<crate::auth::Passwords>,
+    /// Asks for the first check of a new resource soon (one sweep for many additions).
+    pub due_nudge: pulseboard_jobs::nudge::DueNudge,
+    /// `http.trusted_proxies`, parsed: whose forwarding headers name the client.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }

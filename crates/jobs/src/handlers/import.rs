@@ -14,8 +14,11 @@
 //!    transaction per batch.
 //!
 //! A bad archive ends the request `failed` with a reason and is not retried; a database error is
-//! retried (the request restarts from zero; resources created by the crashed attempt then count as
-//! duplicates). The upload is deleted once the request is finished.
+//! retried, and so is an attempt whose worker died (a timeout, kill -9): the request restarts from
+//! zero. Its counters stay true across attempts: every resource an import inserts records the
+//! request (`resources.import_id`), so a URL that an earlier attempt of the same request inserted
+//! counts as created again, not as a duplicate (see `resources::import_batch`). The upload is
+//! deleted once the request is finished.
 //!
 //! The last attempt that fails marks the request `failed` itself (the worker dead-letters the job
 //! next), so a request never stays `in_process` behind a dead job; its upload is kept, so that an
@@ -149,6 +152,9 @@ async fn run(ctx: &Context, job: &ImportResources) -> Result<(), JobError> {
         remove_upload(&path).await;
         return Ok(());
     }
+    // Only an attempt that started before (in_process) or ran out of attempts (failed) can have
+    // inserted rows of this request: a first attempt skips the check for them.
+    let resumed = req.status != resources::STATUS_PENDING;
     let limits = ImportLimits::default();
 
     let inspect_path = path.clone();
@@ -212,10 +218,18 @@ async fn run(ctx: &Context, job: &ImportResources) -> Result<(), JobError> {
         }
         let now = Timestamp::now();
         let mut db_tx = ctx.db.begin().await?;
-        let created =
-            resources::insert_batch(&mut db_tx, job.user_id, &fresh, &details, now).await?;
-        progress.created += created.len() as i64;
-        progress.duplicates += (fresh.len() - created.len()) as i64;
+        let batch = resources::import_batch(
+            &mut db_tx,
+            job.user_id,
+            &job.request_id,
+            resumed,
+            &fresh,
+            &details,
+            now,
+        )
+        .await?;
+        progress.created += batch.created() as i64;
+        progress.duplicates += (fresh.len() - batch.created()) as i64;
         resources::update_progress(&mut db_tx, &job.request_id, &progress, now).await?;
         db_tx
             .commit()

@@ -2,9 +2,10 @@
 //! pages through the resources the round checks (every resource without its own interval, and
 //! those with one whose `next_check_at` has passed) and fans out [`CheckBatch`] jobs of `monitor.batch_size`
 //! ids on the monitor queue, so every worker consuming that queue shares the round. Between
-//! rounds, [`MonitorDue`] (on the frequent `schedules.monitor_due`) enqueues only the resources
-//! with their own interval that are due; both move such a resource's `next_check_at` one interval
-//! on in the transaction that enqueues it (`storage::checks::take_due`). A batch claims its resources for
+//! rounds, [`MonitorDue`] (on the frequent `schedules.monitor_due`, and nudged right after a
+//! resource is added) enqueues only the resources that are due: those with their own interval, and
+//! new ones awaiting their first check; both move a resource's `next_check_at` one interval on (or
+//! clear it after the first check) in the transaction that enqueues it (`storage::checks::take_due`). A batch claims its resources for
 //! the round (`storage::checks::claim_for_round`), checks them concurrently under the checker's
 //! pool and per-host limits, and records the results and the failure policy in one transaction,
 //! together with the [`AvailabilityAlert`] jobs of owners who want alerts.
@@ -130,10 +131,12 @@ pub async fn sweep(ctx: &Context, round: i64) -> Result<u64, JobError> {
         let page = checks::round_page(ctx.db.pool(), round, after, page_size(batch)).await?;
         let Some(&(last, _)) = page.last() else { break };
         let mut tx = ctx.db.begin().await?;
-        let with_interval: Vec<i64> = page.iter().filter(|p| p.1).map(|p| p.0).collect();
+        // Resources with a next_check_at (an interval, or a first check pending) are taken only
+        // if still due, and moved on in this transaction, so the due sweep does not take them too.
+        let scheduled: Vec<i64> = page.iter().filter(|p| p.1).map(|p| p.0).collect();
         let mut ids: Vec<i64> = page.iter().filter(|p| !p.1).map(|p| p.0).collect();
-        if !with_interval.is_empty() {
-            ids.extend(checks::advance_due(&mut tx, round, &with_interval).await?);
+        if !scheduled.is_empty() {
+            ids.extend(checks::advance_due(&mut tx, round, &scheduled).await?);
             ids.sort_unstable();
         }
         for chunk in ids.chunks(batch) {
@@ -155,8 +158,8 @@ pub async fn sweep(ctx: &Context, round: i64) -> Result<u64, JobError> {
     Ok(enqueued)
 }
 
-/// Enqueues the resources with their own interval that are due at `at`, in batches. Returns how
-/// many batch jobs were enqueued.
+/// Enqueues the resources that are due at `at` (own interval, or first check), in batches.
+/// Returns how many batch jobs were enqueued.
 pub async fn sweep_due(ctx: &Context, at: i64) -> Result<u64, JobError> {
     let batch = ctx.checker.batch_size();
     let mut enqueued = 0;

@@ -1,23 +1,49 @@
-//! Sending mail from a job: at most once per message key, with relay errors mapped to retry or
+//! Sending mail from a job: once per message key in practice, with relay errors mapped to retry or
 //! dead-letter.
 
 use crate::{Context, JobError};
 use pulseboard_domain::Timestamp;
 use pulseboard_mail::{MailError, Message};
-use pulseboard_storage::mail_log;
+use pulseboard_storage::mail_log::{self, Earlier};
 
-/// Sends `msg` unless a message with `key` was already sent (a job retried after a crash between
-/// sending and finishing). A crash in the instant between the relay's 250 and the record below can
-/// still send twice: that window is as small as we can make it without the relay's help.
+/// Sends `msg` as the logical message `key` (`welcome:USER`, `digest:USER:DAY`…), unless it was
+/// sent already (a job retried or delivered again after a crash).
+///
+/// The send is recorded before the relay is asked (`sending`) and after it accepted (`sent`), and
+/// the Message-ID is derived from the key (whatever `msg.message_id` says), the same for every
+/// attempt. A retry that finds `sent` skips; one that finds `sending` (the worker died, timed out
+/// or lost the connection between the two records, so the relay may have the message) sends again
+/// with the same Message-ID: at least once, and the recipient's mailbox shows it once.
 pub async fn send_once(ctx: &Context, key: &str, msg: &Message) -> Result<(), JobError> {
-    if mail_log::already_sent(ctx.db.pool(), key).await? {
-        tracing::info!(key, "message already sent; skipping");
-        return Ok(());
+    let message_id = ctx.mailer.message_id(key, &msg.to);
+    match mail_log::begin(ctx.db.pool(), key, &message_id, Timestamp::now()).await? {
+        Earlier::Sent => {
+            tracing::info!(key, "message already sent; skipping");
+            return Ok(());
+        }
+        Earlier::Sending => tracing::warn!(
+            key,
+            message_id,
+            "an earlier attempt at this message ended without a known outcome; sending it again \
+             with the same Message-ID"
+        ),
+        Earlier::None => {}
     }
-    ctx.mailer.send(msg).await.map_err(|e| match e {
-        MailError::Transient(m) => JobError::Retry(m),
-        MailError::Permanent(m) => JobError::Fatal(m),
-    })?;
-    mail_log::record_sent(ctx.db.pool(), key, Timestamp::now()).await?;
+    let msg = Message {
+        message_id,
+        ..msg.clone()
+    };
+    match ctx.mailer.send(&msg).await {
+        Ok(()) => {}
+        Err(MailError::Transient(m)) => return Err(JobError::Retry(m)),
+        Err(MailError::Permanent(m)) => {
+            // Refused outright: nothing was delivered.
+            if let Err(e) = mail_log::abandon(ctx.db.pool(), key).await {
+                tracing::warn!(key, error = %e, "could not clear the record of a refused message");
+            }
+            return Err(JobError::Fatal(m));
+        }
+    }
+    mail_log::mark_sent(ctx.db.pool(), key, Timestamp::now()).await?;
     Ok(())
 }

@@ -30,6 +30,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     // not slow.
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
+    // Suites register users in parallel; the bounded hashing queue has tests of its own.
+    c.auth.hash_queue = 10_000;
     c.jobs.poll_interval_ms = 50;
     c.jobs.backoff_base_ms = 50;
     c.jobs.shutdown_grace_secs = 5;

@@ -30,6 +30,18 @@ pub async fn queues(State(state): State<AppState>, user: CurrentUser) -> ApiResu
             })
         })
         .collect();
+    // Running jobs whose worker stopped renewing their lease (died, hung or lost the database):
+    // the next claim takes them over.
+    let stale: Vec<Value> = jobs::stale(&state.db, Timestamp::now(), 100)
+        .await?
+        .into_iter()
+        .map(|j| {
+            json!({
+                "id": j.id, "queue": j.queue, "kind": j.kind, "attempts": j.attempts,
+                "locked_by": j.locked_by, "lease_expired_at": Timestamp::rfc3339(j.locked_until),
+            })
+        })
+        .collect();
     // With RabbitMQ, also what waits in the broker (messages not yet delivered to a worker).
     let (backend, broker) =
         match pulseboard_jobs::amqp::AmqpOptions::from_config(&state.config.jobs) {
@@ -55,7 +67,7 @@ pub async fn queues(State(state): State<AppState>, user: CurrentUser) -> ApiResu
             }
         };
     Ok(Json(
-        json!({ "backend": backend, "broker": broker, "queues": queues, "dead": dead }),
+        json!({ "backend": backend, "broker": broker, "queues": queues, "dead": dead, "stale": stale }),
     ))
 }
 

@@ -12,3 +12,10 @@ pub async fn openapi() -> impl IntoResponse {
 pub async fn page() -> Html<&'static str> {
     Html(include_str!("docs.html"))
 }
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("docs.js"),
+    )
+}

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -99,26 +99,10 @@ pub async fn stream(
     user.require_admin()?;
     // The handshake is a GET with the cookie, so the CSRF check does not run: a page of another
     // site must not open an admin's log stream (cross-site WebSocket hijacking).
-    if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let same_origin = origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest == host);
-        let allowed = same_origin
-            || state
-                .config
-                .http
-                .cors_origins
-                .iter()
-                .any(|o| o.trim_end_matches('/') == origin);
-        if !allowed {
-            return Err(ApiError::Forbidden(format!(
-                "WebSocket from origin {origin} refused"
-            )));
-        }
+    if let Err(origin) = crate::layers::origin_allowed(&state.config, &headers) {
+        return Err(ApiError::Forbidden(format!(
+            "WebSocket from origin {origin} refused"
+        )));
     }
     let q = parse_query(&state, raw.as_deref())?;
     let ws =

@@ -25,8 +25,9 @@ use pulseboard_storage::resources::{
 use pulseboard_storage::StorageError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{LazyLock, Mutex};
 use tokio::io::AsyncWriteExt;
 
 pub const DEFAULT_PER_PAGE: i64 = 10;
@@ -54,14 +55,16 @@ pub struct ResourceView {
     pub created_at: String,
     /// Own check interval; null: checked by every availability round.
     pub check_interval_secs: Option<i64>,
-    /// When the next check is due (with no own interval: the next round).
+    /// When the next check is due: a new resource's first check (at once), then every interval,
+    /// or with no own interval the next round.
     pub next_check_at: Option<String>,
 }
 
 impl ResourceView {
-    /// Fills `next_check_at` of a resource without its own interval with the next round's time.
+    /// Fills `next_check_at` of a resource without its own interval and without a pending first
+    /// check with the next round's time.
     pub fn scheduled(mut self, next_round: Option<i64>) -> Self {
-        if self.check_interval_secs.is_none() {
+        if self.check_interval_secs.is_none() && self.next_check_at.is_none() {
             self.next_check_at = next_round.map(Timestamp::rfc3339);
         }
         self
@@ -198,6 +201,8 @@ pub async fn create(
             }
             other => other.into(),
         })?;
+    // Its first check now, not at the next round (it is due; this only asks for the sweep sooner).
+    state.due_nudge.nudge();
     let view = ResourceView::from(resource).scheduled(super::checks::next_round(&state));
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -219,6 +224,138 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("The upload is too large: at most {} bytes", limit))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Import limits: imports in flight per user, free disk space
+
+/// How long a user over the import limit is asked to wait before uploading again.
+const IMPORT_RETRY_AFTER_SECS: u64 = 30;
+
+/// Free space is looked at again after this many bytes of an upload are spooled.
+const DISK_CHECK_EVERY: u64 = 4 * 1024 * 1024;
+
+/// Imports being uploaded (spooled) by this process right now, by uploads folder and user. The
+/// folder stands for the deployment: one process may serve several apps, each with its own
+/// database and data folder (the tests do), whose user ids overlap.
+static UPLOADING: LazyLock<Mutex<HashMap<(PathBuf, i64), usize>>> = LazyLock::new(Default::default);
+
+/// One reserved place in [`UPLOADING`], given back when dropped (however the upload ends).
+struct UploadSlot {
+    key: (PathBuf, i64),
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut uploading = UPLOADING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = uploading.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                uploading.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn too_many_imports(max: usize) -> ApiError {
+    ApiError::TooManyRequests {
+        message: format!(
+            "You already have {max} import{} in progress, the most allowed at once: wait until \
+             one has finished (see its status_url), then upload again",
+            if max == 1 { "" } else { "s" }
+        ),
+        retry_after_secs: IMPORT_RETRY_AFTER_SECS,
+    }
+}
+
+/// Reserves one of the user's `http.imports_per_user` places, before anything of the body is
+/// read: 429 when the user's uploads in this process plus their unfinished requests in the
+/// database reach it.
+///
+/// Race-free within a process: places are taken under one lock, and each upload keeps its place
+/// until its processing request is committed, so at the moment a place is taken every other
+/// accepted import either still holds its place (counted here) or is already in the database
+/// (counted by the query that follows; an import counted by both only makes the check stricter).
+///
+/// Across several `serve` processes only the database part is shared: the requests pending or in
+/// process are counted by all of them, but an upload still being spooled is seen by its own
+/// process only. A user sending uploads to K processes at once can therefore have up to K times
+/// the limit being spooled (each process still bounds its own disk use); once those are recorded,
+/// every process refuses further imports until they finish. (A strict global limit would need the
+/// request row written before the body, under a per-user lock.)
+async fn reserve_import(state: &AppState, user_id: i64, dir: &FsPath) -> ApiResult<UploadSlot> {
+    let max = state.config.http.imports_per_user;
+    let key = (dir.to_path_buf(), user_id);
+    let (slot, uploading) = {
+        let mut uploading = UPLOADING.lock().unwrap_or_else(|e| e.into_inner());
+        let n = uploading.entry(key.clone()).or_insert(0);
+        if *n >= max {
+            return Err(too_many_imports(max));
+        }
+        *n += 1;
+        (UploadSlot { key }, *n)
+    };
+    let recorded =
+        resources::imports_in_flight(state.db.pool(), user_id, &ImportResources::job_key(""))
+            .await?;
+    if uploading as u64 + recorded.max(0) as u64 > max as u64 {
+        return Err(too_many_imports(max));
+    }
+    Ok(slot)
+}
+
+/// Bytes for people: "1.5 GiB (1610612736 bytes)".
+fn show_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {} ({n} bytes)", UNITS[unit])
+    }
+}
+
+/// Space available to us in the file system of `dir`.
+async fn free_space(dir: &FsPath) -> ApiResult<u64> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || fs4::available_space(&dir))
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            internal(format!(
+                "cannot read the free space of the uploads folder: {e}"
+            ))
+        })
+}
+
+fn insufficient_storage(free: u64, needed: u64) -> ApiError {
+    ApiError::InsufficientStorage(format!(
+        "The server is short of disk space: {} free, {} needed for this upload and the reserve \
+         kept free; try again later",
+        show_bytes(free),
+        show_bytes(needed)
+    ))
+}
+
+/// 507 unless the uploads folder has `needed` bytes free.
+async fn ensure_free(dir: &FsPath, needed: u64) -> ApiResult<()> {
+    let free = free_space(dir).await?;
+    if free < needed {
+        return Err(insufficient_storage(free, needed));
+    }
+    Ok(())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 async fn import(
     state: AppState,
     user: CurrentUser,
@@ -228,6 +365,13 @@ async fn import(
     let limit = state.config.http.upload_limit_bytes;
     let dir = state.config.data_dir.join("uploads");
     tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+    // Size, then the user's imports in flight, then disk space, all before the body is read. The
+    // place is held until the request is recorded (or the upload fails).
+    let declared = content_length(req.headers());
+    check_declared(declared, limit)?;
+    let _slot = reserve_import(&state, user.id, &dir).await?;
+    let reserve = state.config.http.upload_min_free_bytes;
+    ensure_free(&dir, declared.unwrap_or(0).saturating_add(reserve)).await?;
     let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
     let part = dir.join(format!("{request_id}.zip.part"));
     let path = dir.join(format!("{request_id}.zip"));
@@ -284,7 +428,9 @@ async fn import(
         .into_response())
 }
 
-/// Streams the `file` field to `dest`, at most `limit` bytes. Returns its first bytes.
+/// Streams the `file` field to `dest`, at most `limit` bytes. Returns its first bytes. Stops with
+/// 507 when the disk fills up: free space below `http.upload_min_free_bytes` (looked at every few
+/// MiB) or a write that finds no room. (The caller removes the partial file on any error.)
 async fn spool_file(
     req: Request,
     state: &AppState,
@@ -297,8 +443,11 @@ async fn spool_file(
         if field.name() != Some("file") {
             continue;
         }
+        let dir = dest.parent().unwrap_or(FsPath::new("."));
+        let reserve = state.config.http.upload_min_free_bytes;
         let mut out = tokio::fs::File::create(dest).await.map_err(internal)?;
         let mut written: usize = 0;
+        let mut unchecked: u64 = 0;
         let mut head = Vec::with_capacity(8);
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             written += chunk.len();
@@ -309,25 +458,50 @@ async fn spool_file(
                 let take = (8 - head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..take]);
             }
-            out.write_all(&chunk).await.map_err(internal)?;
+            out.write_all(&chunk).await.map_err(write_error)?;
+            unchecked += chunk.len() as u64;
+            if unchecked >= DISK_CHECK_EVERY {
+                unchecked = 0;
+                let free = free_space(dir).await?;
+                if free < reserve {
+                    return Err(ApiError::InsufficientStorage(format!(
+                        "The server ran short of disk space while receiving this upload: {} \
+                         free, below the {} kept in reserve; try again later",
+                        show_bytes(free),
+                        show_bytes(reserve)
+                    )));
+                }
+            }
         }
-        out.flush().await.map_err(internal)?;
-        out.sync_all().await.map_err(internal)?;
+        out.flush().await.map_err(write_error)?;
+        out.sync_all().await.map_err(write_error)?;
         return Ok(head);
     }
     Err(no_file_field())
 }
 
-async fn open_multipart(req: Request, state: &AppState, limit: usize) -> ApiResult<Multipart> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+/// A failed write of an upload: 507 when the disk is full, else internal.
+fn write_error(e: std::io::Error) -> ApiError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::InsufficientStorage(
+            "The server ran out of disk space while receiving this upload; try again later".into(),
+        )
+    } else {
+        internal(e)
+    }
+}
+
+/// 413 when the declared body is too large for a file of `limit` bytes.
+fn check_declared(declared: Option<u64>, limit: usize) -> ApiResult<()> {
     // The body also carries the multipart framing: allow a little over the file limit.
     if declared.is_some_and(|n| n > limit as u64 + 64 * 1024) {
         return Err(too_large(limit));
     }
+    Ok(())
+}
+
+async fn open_multipart(req: Request, state: &AppState, limit: usize) -> ApiResult<Multipart> {
+    check_declared(content_length(req.headers()), limit)?;
     Multipart::from_request(req, state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))

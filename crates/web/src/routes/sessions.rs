@@ -1,52 +1,78 @@
 use crate::auth::{self, CurrentUser, REFRESH_COOKIE};
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Input;
 use crate::routes::users::{Credentials, SessionView};
 use crate::state::AppState;
 use crate::ApiPrefix;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse};
 use axum::Json;
 use pulseboard_domain::{Email, Password, Timestamp};
+use pulseboard_storage::throttle::{self, Limit};
 use pulseboard_storage::{sessions, users};
-use std::net::SocketAddr;
 
 const BAD_CREDENTIALS: &str = "Invalid email or password";
 
-/// `POST /session`: logs in. Unknown email and wrong password get the same answer, in about the
-/// same time; repeated failures per account and per client address are throttled with 429.
+/// `POST /session`: logs in. Unknown email and wrong password get the same answer after the same
+/// work (one Argon2 verification). Attempts are reserved before the password is checked, per
+/// (account, client address), per client address and per account (a higher ceiling, so that one
+/// address cannot lock the owner out); a full counter answers 429.
 pub async fn login(
     State(state): State<AppState>,
     prefix: ApiPrefix,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     Input(body): Input<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
     let bad = || ApiError::Unauthorized(BAD_CREDENTIALS.into());
     // A malformed email cannot belong to an account: same answer as an unknown one.
     let email = Email::parse(&body.email).map_err(|_| bad())?;
     let password = Password::parse_login(&body.password)?;
+    let auth = &state.config.auth;
+    let pair_key = format!("pair:{}|{ip}", email.as_str());
+    let ip_key = format!("ip:{ip}");
     let account_key = format!("account:{}", email.as_str());
-    let ip_key = format!("ip:{}", peer.ip());
-    throttle(&state, &account_key, state.config.auth.login_max_failures).await?;
-    throttle(&state, &ip_key, state.config.auth.login_ip_max_failures).await?;
+    let now = Timestamp::now();
+    let limits = vec![
+        Limit {
+            key: pair_key.clone(),
+            max: auth.login_max_failures,
+        },
+        Limit {
+            key: ip_key.clone(),
+            max: auth.login_ip_max_failures,
+        },
+        Limit {
+            key: account_key.clone(),
+            max: auth.login_account_max_failures,
+        },
+    ];
+    let window_ms = auth.login_window_secs as i64 * 1000;
+    if let Err(until) = throttle::reserve(&state.db, limits, now, window_ms).await? {
+        tracing::info!(%ip, "login refused: too many failed attempts");
+        return Err(ApiError::TooManyRequests {
+            message: "Too many failed logins; try again later".into(),
+            retry_after_secs: ((until - now).max(1000) / 1000) as u64,
+        });
+    }
 
     let user = users::by_email(state.db.pool(), &email).await?;
-    let ok = auth::verify_password(
-        &state.config,
-        password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = match state.passwords.verify(password, stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Never checked (busy) or failed on our side: the attempt does not count.
+            throttle::give_back(&state.db, vec![pair_key, ip_key, account_key], None).await?;
+            return Err(e);
+        }
+    };
     let Some(user) = user.filter(|_| ok) else {
-        let now = Timestamp::now();
-        users::record_login_failure(state.db.pool(), &account_key, now).await?;
-        users::record_login_failure(state.db.pool(), &ip_key, now).await?;
-        tracing::info!(ip = %peer.ip(), "failed login");
+        tracing::info!(%ip, "failed login");
         return Err(bad());
     };
-    users::clear_login_failures(state.db.pool(), &account_key).await?;
+    throttle::give_back(&state.db, vec![ip_key, account_key], Some(pair_key)).await?;
     let issued = auth::start_session(&state, user.id, user.role, prefix.0).await?;
     tracing::info!(user_id = user.id, "user logged in");
     Ok((
@@ -58,21 +84,6 @@ pub async fn login(
             expires_in: issued.expires_in,
         }),
     ))
-}
-
-async fn throttle(state: &AppState, key: &str, max: u32) -> ApiResult<()> {
-    let window_ms = state.config.auth.login_window_secs as i64 * 1000;
-    let now = Timestamp::now();
-    let (failures, oldest) =
-        users::login_failures_since(state.db.pool(), key, now - window_ms).await?;
-    if failures >= max as i64 {
-        let retry_ms = oldest.unwrap_or(now) + window_ms - now;
-        return Err(ApiError::TooManyRequests {
-            message: "Too many failed logins; try again later".into(),
-            retry_after_secs: (retry_ms.max(1000) / 1000) as u64,
-        });
-    }
-    Ok(())
 }
 
 /// `POST /session/refresh`: a new access token from the refresh cookie.

@@ -84,7 +84,7 @@ pub async fn register(
             });
         }
     };
-    let hash = auth::hash_password(&state.config, password).await?;
+    let hash = state.passwords.hash(password).await?;
     let mut tx = state.db.begin().await?;
     let user = match users::create(&mut tx, &email, &hash, Timestamp::now()).await {
         Ok(u) => u,
