@@ -511,6 +511,7 @@ export function mountResource(container, ctx) {
       fact(t("resources.colTime"), summary.response_time_ms !== null && summary.response_time_ms !== undefined ? t("units.ms", { value: Math.round(summary.response_time_ms) }) : "—"),
       fact(t("resources.colChecked"), summary.checked_at ? formatDateTime(summary.checked_at) : "—"),
       fact(t("resources.colFails"), summary.unavailable_count ?? 0),
+      fact(t("resource.nextCheck"), nextCheck(r)),
       fact(t("resources.colZone"), r.domain_zone || "—"),
       fact(t("resource.protocol"), r.protocol || "—"),
       fact(t("resource.path"), r.url_path || "/"),
@@ -879,4 +880,12 @@ export function mountFeed(container, ctx) {
     alive = false;
     clearTimeout(timer);
   };
+}
+
+/** When the next check runs: "due now" for a first check (or one that is late), else relative. */
+function nextCheck(r) {
+  if (!r.next_check_at) return "—";
+  const at = new Date(r.next_check_at);
+  const label = at.getTime() <= Date.now() + 5000 ? t("resource.nextCheckNow") : formatRelative(r.next_check_at);
+  return h("time", { datetime: r.next_check_at, title: formatDateTime(r.next_check_at), "data-testid": "next-check" }, label);
 }

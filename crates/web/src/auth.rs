@@ -65,12 +65,19 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
-    pub fn require_admin(&self) -> ApiResult<()> {
+    /// Administrators only. A user's role may be up to [`Logins::TTL`] old (remembered to spare a
+    /// query per request), so before refusing, the database is asked again: a user promoted a
+    /// moment ago (by `pulseboard user promote`, another process) is let in at once.
+    pub async fn require_admin(&self, state: &AppState) -> ApiResult<()> {
         if self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("Administrators only".into()))
+            return Ok(());
         }
+        let now = sessions::login_role(state.db.pool(), &self.session, self.id).await?;
+        if now == Some(Role::Admin) {
+            state.logins.forget(&self.session);
+            return Ok(());
+        }
+        Err(ApiError::Forbidden("Administrators only".into()))
     }
 }
 
@@ -151,6 +158,11 @@ impl Logins {
             seen.insert(family.to_owned(), now);
         }
         Ok(role)
+    }
+
+    /// Forgets what this process remembers of a login (its role changed).
+    pub fn forget(&self, family: &str) {
+        self.seen.lock().expect("logins lock").remove(family);
     }
 
     /// Revokes a login in the database and forgets it here.

@@ -11,7 +11,7 @@ use pulseboard_storage::jobs;
 use serde_json::{json, Value};
 
 pub async fn queues(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    user.require_admin()?;
+    user.require_admin(&state).await?;
     let mut queues = serde_json::Map::new();
     for (queue, status, n) in jobs::counts(&state.db).await? {
         let entry = queues
@@ -81,7 +81,7 @@ pub async fn retry(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require_admin()?;
+    user.require_admin(&state).await?;
     if jobs::requeue_dead(&state.db, job_id(&id)?, Timestamp::now()).await? {
         state.queue.wake();
         Ok(StatusCode::ACCEPTED)
@@ -95,7 +95,7 @@ pub async fn discard(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    user.require_admin()?;
+    user.require_admin(&state).await?;
     if jobs::discard_dead(&state.db, job_id(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

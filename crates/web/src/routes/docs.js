@@ -4,6 +4,8 @@ fetch('openapi.json').then(r => r.json()).then(spec => {
   const ops = document.getElementById('ops'); ops.textContent = '';
   for (const [path, item] of Object.entries(spec.paths)) {
     for (const [method, op] of Object.entries(item)) {
+      // Path-level keys (parameters, summary) are not operations.
+      if (!op || typeof op !== 'object' || !op.responses) continue;
       const div = document.createElement('div'); div.className = 'op';
       const codes = Object.entries(op.responses).map(([c, r]) => c + ' ' + r.description).join(' · ');
       div.innerHTML = `<span class="m ${method}">${method}</span> <code></code> — <span class="s"></span>

@@ -79,7 +79,7 @@ pub async fn list(
     user: CurrentUser,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    user.require_admin()?;
+    user.require_admin(&state).await?;
     let q = parse_query(&state, raw.as_deref())?;
     let logs = pulseboard_logs::global().recent(q.lines, q.level);
     Ok(Json(json!({ "logs": logs })))
@@ -96,7 +96,7 @@ pub async fn stream(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     // Who is asking comes first: a non-admin gets 403 whether or not this is a WebSocket request.
-    user.require_admin()?;
+    user.require_admin(&state).await?;
     // The handshake is a GET with the cookie, so the CSRF check does not run: a page of another
     // site must not open an admin's log stream (cross-site WebSocket hijacking).
     if let Err(origin) = crate::layers::origin_allowed(&state.config, &headers) {
@@ -165,7 +165,7 @@ pub async fn pdf(
     user: CurrentUser,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    user.require_admin()?;
+    user.require_admin(&state).await?;
     let q = parse_query(&state, raw.as_deref())?;
     let lines = pulseboard_logs::global().recent(q.lines, q.level);
     let level = q.level.map(|l| format!("{} and above", l.as_str()));
