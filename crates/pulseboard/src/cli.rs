@@ -40,6 +40,24 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Writes a consistent copy of the data while the server runs: the SQLite database
+    /// (VACUUM INTO), local blobs, the generated JWT key and a manifest. On PostgreSQL it prints the
+    /// pg_dump command instead of dumping, and still copies the files.
+    Backup {
+        /// The backup folder to create (default: <data_dir>/backups/pulseboard-<UTC time>).
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+    },
+    /// Restores a backup folder into the configured data folder and database. Stop every
+    /// Pulseboard process that uses them first.
+    Restore {
+        /// The backup folder (the one `pulseboard backup` printed).
+        path: PathBuf,
+        /// Replace a database or blob folder that already holds data (the replaced database
+        /// files are kept beside it as `*.replaced-<time>`).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! Wiring: configuration, logging, database, and the processes each subcommand runs.
 
+pub mod backup;
 pub mod cli;
 mod secrets;
 mod telemetry;
@@ -25,7 +26,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::All);
     let _guard = telemetry::init(
         &config,
-        matches!(command, Command::User { .. } | Command::Migrate),
+        matches!(
+            command,
+            Command::User { .. }
+                | Command::Migrate
+                | Command::Backup { .. }
+                | Command::Restore { .. }
+        ),
         telemetry::log_file_name(&command),
     )?;
     match command {
@@ -66,6 +73,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no account with email {email}");
             }
             println!("{email} is now {}", role.as_str());
+            Ok(())
+        }
+        Command::Backup { to } => {
+            let report = backup::backup(&config, to).await?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Restore { path, force } => {
+            let report = backup::restore(&config, &path, force).await?;
+            for line in &report.lines {
+                println!("{line}");
+            }
             Ok(())
         }
     }

@@ -222,3 +222,119 @@ pub fn optional_flag(row: &AnyRow, column: &str) -> std::result::Result<Option<b
         Err(_) => Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v != 0)),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backups (`pulseboard backup` / `pulseboard restore`)
+
+/// The tables a backup's manifest counts, and that a restore checks for data before it replaces a
+/// database.
+pub const BACKUP_COUNTED_TABLES: [&str; 3] = ["users", "tasks", "resources"];
+
+impl Db {
+    /// SQLite only: writes a consistent copy of the whole database to `dest` (`VACUUM INTO`). It
+    /// runs in one read transaction, so the other connections (and processes) keep writing
+    /// meanwhile; `dest` must not exist yet.
+    pub async fn vacuum_into(&self, dest: &std::path::Path) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StorageError::Unavailable(
+                "VACUUM INTO is for SQLite only".into(),
+            ));
+        }
+        let dest = dest.to_str().ok_or_else(|| {
+            StorageError::Unavailable(format!("not a UTF-8 path: {}", dest.display()))
+        })?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Rows in each of `tables` (0 for a table that does not exist yet: an unmigrated database).
+    /// The names are the caller's constants, never user input.
+    pub async fn count_rows(&self, tables: &[&str]) -> Result<Vec<i64>> {
+        let exists = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let mut counts = Vec::with_capacity(tables.len());
+        for table in tables {
+            check_table_name(table)?;
+            let found: i64 = sqlx::query_scalar(exists)
+                .bind(*table)
+                .fetch_one(&self.pool)
+                .await?;
+            counts.push(if found == 0 {
+                0
+            } else {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(&self.pool)
+                    .await?
+            });
+        }
+        Ok(counts)
+    }
+}
+
+/// Checks a SQLite file on its own (a backup copy: opened read-only, without the pool's pragmas,
+/// so it is left exactly as it is): `PRAGMA quick_check` must pass; returns the rows in each of
+/// `tables` (0 for a missing table).
+pub async fn sqlite_file_counts(path: &std::path::Path, tables: &[&str]) -> Result<Vec<i64>> {
+    use sqlx::Connection;
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| {
+            StorageError::Unavailable(format!("cannot open {} as SQLite: {e}", path.display()))
+        })?;
+    let check: String = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| {
+            StorageError::Unavailable(format!(
+                "{} is not a readable SQLite database: {e}",
+                path.display()
+            ))
+        })?;
+    if check != "ok" {
+        return Err(StorageError::Unavailable(format!(
+            "{} is damaged (quick_check: {check})",
+            path.display()
+        )));
+    }
+    let mut counts = Vec::with_capacity(tables.len());
+    for table in tables {
+        check_table_name(table)?;
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+        )
+        .bind(*table)
+        .fetch_one(&mut conn)
+        .await?;
+        counts.push(if found == 0 {
+            0
+        } else {
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut conn)
+                .await?
+        });
+    }
+    conn.close().await?;
+    Ok(counts)
+}
+
+fn check_table_name(table: &str) -> Result<()> {
+    if table.is_empty() || !table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(StorageError::Unavailable(format!(
+            "invalid table name {table:?}"
+        )));
+    }
+    Ok(())
+}
