@@ -598,3 +598,287 @@ async fn passwords_never_reach_the_database_in_clear() {
     assert!(!hash.contains(PASSWORD));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn registration_accepts_the_forms_repeat_field_and_names_it_when_it_differs() {
+    let app = TestApp::spawn().await;
+    // Equal: registers as usual, as JSON and as a form, under each name clients use.
+    for (i, field) in [
+        "password_repeat",
+        "repeat_password",
+        "password_confirmation",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("repeat{i}@example.com");
+        let r = app
+            .new_client()
+            .post(app.url("/user"))
+            .json(&json!({"email": email, "password": PASSWORD, field: PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "JSON with {field}");
+        let form_email = format!("form-repeat{i}@example.com");
+        let c = app.new_client();
+        let r = c
+            .post(app.url("/user"))
+            .form(&[
+                ("email", form_email.as_str()),
+                ("password", PASSWORD),
+                (field, PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "form with {field}");
+        let me: Value = c
+            .get(app.url("/user"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["email"], form_email);
+    }
+
+    // Different: 422 naming the field the client sent, and no account.
+    for (i, field) in [
+        "password_repeat",
+        "repeat_password",
+        "password_confirmation",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("mismatch{i}@example.com");
+        let json_body = json!({"email": email, "password": PASSWORD, field: "something else"});
+        let form_body = [
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+            (field, "something else"),
+        ];
+        for r in [
+            app.client
+                .post(app.url("/user"))
+                .json(&json_body)
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .post(app.url("/user"))
+                .form(&form_body)
+                .send()
+                .await
+                .unwrap(),
+        ] {
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "validation_failed", "{body}");
+            let details = body["details"].as_object().unwrap();
+            assert_eq!(details.len(), 1, "{body}");
+            assert!(
+                details[field].as_str().unwrap().contains("do not match"),
+                "{body}"
+            );
+            assert!(body["message"].as_str().unwrap().contains("do not match"));
+        }
+        let r = app
+            .new_client()
+            .post(app.url("/session"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "no account for {email}"
+        );
+    }
+
+    // A bad email is still reported along with the mismatch.
+    let r = app
+        .client
+        .post(app.url("/user"))
+        .json(&json!({"email": "not-an-email", "password": PASSWORD, "password_repeat": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["details"]["email"].is_string(), "{body}");
+    assert!(body["details"]["password_repeat"].is_string(), "{body}");
+
+    // Any other unknown field is still refused, in both body forms; login takes no repeat field.
+    let r = app
+        .client
+        .post(app.url("/user"))
+        .json(&json!({"email": "x1@example.com", "password": PASSWORD, "password2": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("password2"),
+        "{body}"
+    );
+    let r = app
+        .client
+        .post(app.url("/user"))
+        .form(&[
+            ("email", "x2@example.com"),
+            ("password", PASSWORD),
+            ("password2", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({"email": "repeat0@example.com", "password": PASSWORD, "password_repeat": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn put_session_refreshes_like_post_session_refresh() {
+    let app = TestApp::spawn_with(
+        Options {
+            worker: false,
+            scheduler: false,
+        },
+        |c| c.auth.refresh_grace_secs = 0,
+    )
+    .await;
+    let raw = reqwest::Client::new(); // no cookie jar: we replay cookies by hand
+    let r = raw
+        .post(app.url("/user"))
+        .json(&json!({"email": "put@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let first = refresh_cookie(&r).unwrap();
+
+    // PUT /session rotates the token and answers what POST /session/refresh answers.
+    let r = raw
+        .put(app.url("/session"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("pb_access=") && !c.starts_with("pb_access=;")),
+        "{cookies:?}"
+    );
+    let second = refresh_cookie(&r).expect("rotated token");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&second) && c.contains("Path=/session;")),
+        "{cookies:?}"
+    );
+    assert_ne!(first, second);
+    let put: Value = r.json().await.unwrap();
+    assert_eq!(put["token_type"], "Bearer");
+    assert!(put["expires_in"].as_u64().unwrap() > 0);
+    let r = raw
+        .get(app.url("/user"))
+        .bearer_auth(put["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The same token through the other route: POST /session/refresh rotates it again.
+    let r = raw
+        .post(app.url("/session/refresh"))
+        .header("cookie", &second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let third = refresh_cookie(&r).expect("rotated again");
+    let post: Value = r.json().await.unwrap();
+    let mut keys: Vec<_> = post.as_object().unwrap().keys().collect();
+    let mut put_keys: Vec<_> = put.as_object().unwrap().keys().collect();
+    keys.sort();
+    put_keys.sort();
+    assert_eq!(keys, put_keys);
+
+    // Without a cookie: the same 401.
+    let r = raw.put(app.url("/session")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Replaying a rotated token through PUT revokes the login…
+    let r = raw
+        .put(app.url("/session"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("pb_refresh=;")));
+    // …so the current token is dead too, by either route.
+    for r in [
+        raw.put(app.url("/session"))
+            .header("cookie", &third)
+            .send()
+            .await
+            .unwrap(),
+        raw.post(app.url("/session/refresh"))
+            .header("cookie", &third)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn put_session_under_the_api_prefix_uses_its_cookie_path() {
+    let app = TestApp::spawn().await;
+    let c = &app.client; // a cookie jar: the browser's behaviour
+    let r = c
+        .post(app.url("/api/user"))
+        .json(&json!({"email": "api-put@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c.put(app.url("/api/session")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let refreshed = refresh_cookie(&r).expect("rotated");
+    assert!(r.headers().get_all("set-cookie").iter().any(|v| v
+        .to_str()
+        .unwrap()
+        .starts_with(&refreshed)
+        && v.to_str().unwrap().contains("Path=/api/session;")));
+    let r = c.get(app.url("/api/user")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    app.stop().await;
+}

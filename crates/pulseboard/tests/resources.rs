@@ -1578,3 +1578,111 @@ async fn a_retried_import_counts_its_own_rows_as_created() {
     assert_eq!(counts(&v), (370, 370, 0, 370, 0), "{v}");
     app.stop().await;
 }
+
+/// `GET url` with an optional `If-None-Match`: (status, ETag, Cache-Control, body bytes).
+async fn conditional_get(
+    c: &reqwest::Client,
+    url: String,
+    if_none_match: Option<&str>,
+) -> (StatusCode, String, String, Vec<u8>) {
+    let mut req = c.get(url);
+    if let Some(tags) = if_none_match {
+        req = req.header("if-none-match", tags);
+    }
+    let r = req.send().await.unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (status, etag, cache) = (r.status(), header("etag"), header("cache-control"));
+    (status, etag, cache, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304() {
+    let app = TestApp::spawn().await;
+    let c = &app.client;
+    app.register(c, "etag-res@example.com").await;
+    let first = add(&app, c, "https://example.org/a").await;
+    let uuid = first["uuid"].as_str().unwrap().to_owned();
+
+    // The list.
+    let (status, tag, cache, body) = conditional_get(c, app.url("/resources"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"') && tag.len() > 2,
+        "{tag}"
+    );
+    assert_eq!(cache, "private, no-cache");
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["meta"]["total_items"], 1);
+    for inm in [
+        tag.clone(),
+        format!("W/{tag}"),
+        format!("\"x\", {tag}"),
+        "*".into(),
+    ] {
+        let (status, etag, _, body) = conditional_get(c, app.url("/resources"), Some(&inm)).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{inm}");
+        assert_eq!(etag, tag);
+        assert!(body.is_empty());
+    }
+    // Another page or filter is another body.
+    let (status, zone_tag, ..) =
+        conditional_get(c, app.url("/resources?domain_zone=com"), Some(&tag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(zone_tag, tag);
+
+    // One resource.
+    let one = app.url(&format!("/resources/{uuid}"));
+    let (status, one_tag, cache, one_body) = conditional_get(c, one.clone(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cache, "private, no-cache");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&one_body).unwrap()["uuid"],
+        uuid.as_str()
+    );
+    let (status, etag, _, body) = conditional_get(c, one.clone(), Some(&one_tag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(etag, one_tag);
+    assert!(body.is_empty());
+
+    // A change: the old list tag gets the full, new answer with a new tag.
+    add(&app, c, "https://example.com/b").await;
+    let (status, new_tag, _, body) = conditional_get(c, app.url("/resources"), Some(&tag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(new_tag, tag);
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["meta"]["total_items"], 2);
+    let (status, ..) = conditional_get(c, app.url("/resources"), Some(&new_tag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    // A change to the resource itself changes its tag.
+    let r = c
+        .patch(one.clone())
+        .json(&json!({"check_interval_secs": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, changed_tag, ..) = conditional_get(c, one.clone(), Some(&one_tag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(changed_tag, one_tag);
+
+    // Another user: their own list and tag; this user's resource is a 404, never a 304.
+    let other = app.new_client();
+    app.register(&other, "etag-res-other@example.com").await;
+    add(&app, &other, "https://example.net/c").await;
+    let (status, other_tag, _, body) =
+        conditional_get(&other, app.url("/resources"), Some(&new_tag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(other_tag, new_tag);
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["meta"]["total_items"], 1);
+    for inm in [changed_tag.as_str(), "*"] {
+        let (status, ..) = conditional_get(&other, one.clone(), Some(inm)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    app.stop().await;
+}

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client_ip;
 pub mod error;
+pub mod etag;
 pub mod extract;
 pub mod layers;
 pub mod routes;
@@ -65,7 +66,13 @@ fn api_routes() -> Router<AppState> {
             "/unsubscribe",
             get(unsubscribe::confirm).post(unsubscribe::apply),
         )
-        .route("/session", post(sessions::login).delete(sessions::logout))
+        .route(
+            "/session",
+            post(sessions::login)
+                // Clients of the seed refresh with PUT /session: the same handler.
+                .put(sessions::refresh)
+                .delete(sessions::logout),
+        )
         .route("/session/refresh", post(sessions::refresh))
         .route("/tasks", get(tasks::list).post(tasks::create))
         .route(

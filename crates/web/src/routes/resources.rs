@@ -3,6 +3,7 @@
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
+use crate::etag::{self, IfNoneMatch};
 use crate::extract::Input;
 use crate::state::AppState;
 use crate::ApiPrefix;
@@ -663,12 +664,14 @@ fn parse_filter(q: &QueryParams) -> ApiResult<Filter> {
 }
 
 /// `GET /resources?availability=&id=&uuid=&domain_zone=&page=&per_page=`
+/// With an `ETag` of the body; `If-None-Match` naming it → 304.
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
+    if_none_match: IfNoneMatch,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let q = QueryParams::parse(raw.as_deref());
     let filter = parse_filter(&q)?;
     let paging = Paging::parse(&q)?;
@@ -686,7 +689,10 @@ pub async fn list(
         .into_iter()
         .map(|r| ResourceView::from(r).scheduled(next_round))
         .collect();
-    Ok(Json(paging.envelope(items, page.total, uri.path(), &q)))
+    etag::json(
+        &if_none_match,
+        &paging.envelope(items, page.total, uri.path(), &q),
+    )
 }
 
 /// `GET /feed?page=&per_page=`: the user's events, newest first.
@@ -713,13 +719,15 @@ fn screenshot_path(prefix: &ApiPrefix, uuid: &str) -> String {
     )
 }
 
-/// `GET /resources/{id or uuid}`: the resource, its recent checks, its events and its screenshot.
+/// `GET /resources/{id or uuid}`: the resource, its recent checks, its events and its screenshot;
+/// with an `ETag` of the body (`If-None-Match` naming it → 304).
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     prefix: ApiPrefix,
+    if_none_match: IfNoneMatch,
     Path(key): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let r = resources::get(state.db.pool(), user.id, &resource_key(&key)?)
         .await?
         .ok_or_else(not_found)?;
@@ -747,7 +755,7 @@ pub async fn get(
     body["uptime"] = uptime;
     body["events"] = json!(events);
     body["screenshot"] = screenshot.unwrap_or(Value::Null);
-    Ok(Json(body))
+    etag::json(&if_none_match, &body)
 }
 
 /// `DELETE /resources/{id or uuid}` → 204; the feed keeps a `resource_deleted` event.

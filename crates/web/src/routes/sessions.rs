@@ -86,7 +86,8 @@ pub async fn login(
     ))
 }
 
-/// `POST /session/refresh`: a new access token from the refresh cookie.
+/// `POST /session/refresh` (and `PUT /session`, which clients of the seed use): a new access token
+/// from the refresh cookie.
 pub async fn refresh(
     State(state): State<AppState>,
     prefix: ApiPrefix,

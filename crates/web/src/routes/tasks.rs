@@ -1,10 +1,12 @@
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
+use crate::etag::{self, IfNoneMatch};
 use crate::extract::Input;
 use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, Timestamp};
 use pulseboard_storage::tasks::{self, Task, TaskPatch};
@@ -55,11 +57,13 @@ fn task_id(raw: &str) -> ApiResult<i64> {
         .ok_or_else(not_found)
 }
 
+/// `GET /tasks[?done=]`: with an `ETag` of the body; `If-None-Match` naming it → 304.
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
+    if_none_match: IfNoneMatch,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<TaskView>>> {
+) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::Validation {
         message: format!(
             "Invalid query: {} (done must be true or false)",
@@ -68,7 +72,8 @@ pub async fn list(
         details: [("done".to_owned(), "must be true or false".to_owned())].into(),
     })?;
     let rows = tasks::list(&state.db, user.id, q.done).await?;
-    Ok(Json(rows.into_iter().map(TaskView::from).collect()))
+    let views: Vec<TaskView> = rows.into_iter().map(TaskView::from).collect();
+    etag::json(&if_none_match, &views)
 }
 
 #[derive(Deserialize)]

@@ -19,6 +19,35 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The registration form: credentials plus, optionally, the form's "repeat password" field under
+/// any of the names clients written from the seed use. When sent, it must equal `password`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub password_repeat: Option<String>,
+    #[serde(default)]
+    pub repeat_password: Option<String>,
+    #[serde(default)]
+    pub password_confirmation: Option<String>,
+}
+
+impl Registration {
+    /// The first repeat field that differs from `password`, by the name the client sent.
+    fn mismatched_repeat(&self) -> Option<&'static str> {
+        [
+            ("password_repeat", &self.password_repeat),
+            ("repeat_password", &self.repeat_password),
+            ("password_confirmation", &self.password_confirmation),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.as_ref().is_some_and(|v| *v != self.password))
+        .map(|(name, _)| name)
+    }
+}
+
 #[derive(Serialize)]
 pub struct UserView {
     pub id: i64,
@@ -61,8 +90,14 @@ pub struct SessionView {
 pub async fn register(
     State(state): State<AppState>,
     prefix: ApiPrefix,
-    Input(body): Input<Credentials>,
+    Input(body): Input<Registration>,
 ) -> ApiResult<impl IntoResponse> {
+    let mismatch = body.mismatched_repeat().map(|field| {
+        pulseboard_domain::FieldError::new(
+            field,
+            "The passwords do not match: repeat the same password",
+        )
+    });
     let email = Email::parse(&body.email);
     let password = email
         .as_ref()
@@ -70,11 +105,11 @@ pub async fn register(
         .map(|e| Password::parse_new(&body.password, Some(e)))
         .unwrap_or_else(|| Password::parse_new(&body.password, None));
     let (email, password) = match (email, password) {
-        (Ok(e), Ok(p)) => (e, p),
+        (Ok(e), Ok(p)) if mismatch.is_none() => (e, p),
         (e, p) => {
             let mut details = std::collections::BTreeMap::new();
             let mut first = None;
-            for err in [e.err(), p.err()].into_iter().flatten() {
+            for err in [e.err(), p.err(), mismatch].into_iter().flatten() {
                 first.get_or_insert_with(|| err.message.clone());
                 details.insert(err.field.to_owned(), err.message);
             }
