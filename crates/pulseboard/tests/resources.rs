@@ -1579,27 +1579,6 @@ async fn a_retried_import_counts_its_own_rows_as_created() {
     app.stop().await;
 }
 
-/// `GET url` with an optional `If-None-Match`: (status, ETag, Cache-Control, body bytes).
-async fn conditional_get(
-    c: &reqwest::Client,
-    url: String,
-    if_none_match: Option<&str>,
-) -> (StatusCode, String, String, Vec<u8>) {
-    let mut req = c.get(url);
-    if let Some(tags) = if_none_match {
-        req = req.header("if-none-match", tags);
-    }
-    let r = req.send().await.unwrap();
-    let header = |name: &str| {
-        r.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-    let (status, etag, cache) = (r.status(), header("etag"), header("cache-control"));
-    (status, etag, cache, r.bytes().await.unwrap().to_vec())
-}
-
 #[tokio::test]
 async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304() {
     let app = TestApp::spawn().await;
@@ -1609,7 +1588,7 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     let uuid = first["uuid"].as_str().unwrap().to_owned();
 
     // The list.
-    let (status, tag, cache, body) = conditional_get(c, app.url("/resources"), None).await;
+    let (status, tag, cache, body) = common::conditional_get(c, app.url("/resources"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         tag.starts_with('"') && tag.ends_with('"') && tag.len() > 2,
@@ -1624,39 +1603,41 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
         format!("\"x\", {tag}"),
         "*".into(),
     ] {
-        let (status, etag, _, body) = conditional_get(c, app.url("/resources"), Some(&inm)).await;
+        let (status, etag, _, body) =
+            common::conditional_get(c, app.url("/resources"), Some(&inm)).await;
         assert_eq!(status, StatusCode::NOT_MODIFIED, "{inm}");
         assert_eq!(etag, tag);
         assert!(body.is_empty());
     }
     // Another page or filter is another body.
     let (status, zone_tag, ..) =
-        conditional_get(c, app.url("/resources?domain_zone=com"), Some(&tag)).await;
+        common::conditional_get(c, app.url("/resources?domain_zone=com"), Some(&tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(zone_tag, tag);
 
     // One resource.
     let one = app.url(&format!("/resources/{uuid}"));
-    let (status, one_tag, cache, one_body) = conditional_get(c, one.clone(), None).await;
+    let (status, one_tag, cache, one_body) = common::conditional_get(c, one.clone(), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cache, "private, no-cache");
     assert_eq!(
         serde_json::from_slice::<Value>(&one_body).unwrap()["uuid"],
         uuid.as_str()
     );
-    let (status, etag, _, body) = conditional_get(c, one.clone(), Some(&one_tag)).await;
+    let (status, etag, _, body) = common::conditional_get(c, one.clone(), Some(&one_tag)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert_eq!(etag, one_tag);
     assert!(body.is_empty());
 
     // A change: the old list tag gets the full, new answer with a new tag.
     add(&app, c, "https://example.com/b").await;
-    let (status, new_tag, _, body) = conditional_get(c, app.url("/resources"), Some(&tag)).await;
+    let (status, new_tag, _, body) =
+        common::conditional_get(c, app.url("/resources"), Some(&tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(new_tag, tag);
     let list: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(list["meta"]["total_items"], 2);
-    let (status, ..) = conditional_get(c, app.url("/resources"), Some(&new_tag)).await;
+    let (status, ..) = common::conditional_get(c, app.url("/resources"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     // A change to the resource itself changes its tag.
     let r = c
@@ -1666,7 +1647,7 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let (status, changed_tag, ..) = conditional_get(c, one.clone(), Some(&one_tag)).await;
+    let (status, changed_tag, ..) = common::conditional_get(c, one.clone(), Some(&one_tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(changed_tag, one_tag);
 
@@ -1675,13 +1656,13 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     app.register(&other, "etag-res-other@example.com").await;
     add(&app, &other, "https://example.net/c").await;
     let (status, other_tag, _, body) =
-        conditional_get(&other, app.url("/resources"), Some(&new_tag)).await;
+        common::conditional_get(&other, app.url("/resources"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(other_tag, new_tag);
     let list: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(list["meta"]["total_items"], 1);
     for inm in [changed_tag.as_str(), "*"] {
-        let (status, ..) = conditional_get(&other, one.clone(), Some(inm)).await;
+        let (status, ..) = common::conditional_get(&other, one.clone(), Some(inm)).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
     app.stop().await;

@@ -384,27 +384,6 @@ async fn limits_and_bad_input_are_clear_errors() {
     app.stop().await;
 }
 
-/// `GET path` with an optional `If-None-Match`: (status, ETag, Cache-Control, body bytes).
-async fn conditional_get(
-    c: &reqwest::Client,
-    url: String,
-    if_none_match: Option<&str>,
-) -> (StatusCode, String, String, Vec<u8>) {
-    let mut req = c.get(url);
-    if let Some(tags) = if_none_match {
-        req = req.header("if-none-match", tags);
-    }
-    let r = req.send().await.unwrap();
-    let header = |name: &str| {
-        r.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-    let (status, etag, cache) = (r.status(), header("etag"), header("cache-control"));
-    (status, etag, cache, r.bytes().await.unwrap().to_vec())
-}
-
 #[tokio::test]
 async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
     let app = TestApp::spawn().await;
@@ -424,7 +403,7 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
         ids.push(t["id"].as_i64().unwrap());
     }
 
-    let (status, tag, cache, body) = conditional_get(c, app.url("/tasks"), None).await;
+    let (status, tag, cache, body) = common::conditional_get(c, app.url("/tasks"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         tag.len() > 2 && tag.starts_with('"') && tag.ends_with('"'),
@@ -434,7 +413,7 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
     let list: Vec<Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(list.len(), 2);
     // The same body gives the same tag (it is computed from the bytes, not stored).
-    let (_, again, _, same) = conditional_get(c, app.url("/tasks"), None).await;
+    let (_, again, _, same) = common::conditional_get(c, app.url("/tasks"), None).await;
     assert_eq!((again.as_str(), &same), (tag.as_str(), &body));
 
     // Revalidation: the tag alone, weak, in a list, or `*` → 304 with the tag and no body.
@@ -444,24 +423,25 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
         format!("\"other\", W/\"x\",{tag}"),
         "*".to_owned(),
     ] {
-        let (status, etag, cache, body) = conditional_get(c, app.url("/tasks"), Some(&inm)).await;
+        let (status, etag, cache, body) =
+            common::conditional_get(c, app.url("/tasks"), Some(&inm)).await;
         assert_eq!(status, StatusCode::NOT_MODIFIED, "If-None-Match: {inm}");
         assert_eq!(etag, tag);
         assert_eq!(cache, "private, no-cache");
         assert!(body.is_empty());
     }
     // Under /api too.
-    let (status, ..) = conditional_get(c, app.url("/api/tasks"), Some(&tag)).await;
+    let (status, ..) = common::conditional_get(c, app.url("/api/tasks"), Some(&tag)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     // Tags that name nothing current → the full answer.
     for inm in ["\"other\"", "W/\"other\", \"x\"", &tag[1..tag.len() - 1]] {
-        let (status, etag, _, got) = conditional_get(c, app.url("/tasks"), Some(inm)).await;
+        let (status, etag, _, got) = common::conditional_get(c, app.url("/tasks"), Some(inm)).await;
         assert_eq!(status, StatusCode::OK, "If-None-Match: {inm}");
         assert_eq!((etag.as_str(), &got), (tag.as_str(), &body));
     }
     // A filtered list is another body, with its own tag.
     let (status, done_tag, _, done) =
-        conditional_get(c, app.url("/tasks?done=true"), Some(&tag)).await;
+        common::conditional_get(c, app.url("/tasks?done=true"), Some(&tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(done, b"[]");
     assert_ne!(done_tag, tag);
@@ -474,13 +454,14 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let (status, new_tag, _, changed) = conditional_get(c, app.url("/tasks"), Some(&tag)).await;
+    let (status, new_tag, _, changed) =
+        common::conditional_get(c, app.url("/tasks"), Some(&tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(new_tag, tag);
     let list: Vec<Value> = serde_json::from_slice(&changed).unwrap();
     assert_eq!(list[0]["done"], true);
     let (status, ..) =
-        conditional_get(c, app.url("/tasks"), Some(&format!("{tag}, {new_tag}"))).await;
+        common::conditional_get(c, app.url("/tasks"), Some(&format!("{tag}, {new_tag}"))).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
 
     // Another user's list has its own tag: the first user's tag is no 304 for them.
@@ -494,16 +475,18 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let (status, bob_tag, _, bob_body) =
-        conditional_get(&bob, app.url("/tasks"), Some(&new_tag)).await;
+        common::conditional_get(&bob, app.url("/tasks"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(bob_tag, new_tag);
     let list: Vec<Value> = serde_json::from_slice(&bob_body).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["title"], "bob's");
     // And a guest with a valid tag is still 401, never 304.
-    let (status, ..) = conditional_get(&app.new_client(), app.url("/tasks"), Some(&new_tag)).await;
+    let (status, ..) =
+        common::conditional_get(&app.new_client(), app.url("/tasks"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, ..) = conditional_get(&app.new_client(), app.url("/tasks"), Some("*")).await;
+    let (status, ..) =
+        common::conditional_get(&app.new_client(), app.url("/tasks"), Some("*")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }

@@ -318,3 +318,24 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `GET url` with an optional `If-None-Match`: (status, ETag, Cache-Control, body bytes).
+pub async fn conditional_get(
+    c: &reqwest::Client,
+    url: String,
+    if_none_match: Option<&str>,
+) -> (StatusCode, String, String, Vec<u8>) {
+    let mut req = c.get(url);
+    if let Some(tags) = if_none_match {
+        req = req.header("if-none-match", tags);
+    }
+    let r = req.send().await.unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (status, etag, cache) = (r.status(), header("etag"), header("cache-control"));
+    (status, etag, cache, r.bytes().await.unwrap().to_vec())
+}
