@@ -31,11 +31,13 @@ pub fn init(config: &Config, quiet: bool, file_name: &str) -> anyhow::Result<Gua
         config.logging.level.as_str()
     };
     // chromiumoxide warns about each DevTools message its protocol types do not know (newer
-    // Chromium releases send many); they are skipped and harmless.
+    // Chromium releases send many); they are skipped and harmless. lapin logs a broker restart as
+    // ERROR lines of its own; the relay and the workers report it once, at WARN, as the reconnect
+    // it is (a restart is expected, and loses nothing).
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| {
             EnvFilter::try_new(format!(
-                "{level},sqlx=warn,tower_http=warn,chromiumoxide=error"
+                "{level},sqlx=warn,tower_http=warn,chromiumoxide=error,lapin=off"
             ))
         })
         .map_err(|e| anyhow::anyhow!("invalid logging.level {:?}: {e}", config.logging.level))?;
