@@ -1011,3 +1011,36 @@ pub async fn screenshot_of(pool: &AnyPool, resource_id: i64) -> Result<Option<Sc
     .fetch_optional(pool)
     .await?)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Export (GET /user/export): everything of one user, one query per kind
+
+/// All the user's resources in id order, each with whether it has a screenshot.
+pub async fn all_of(pool: &AnyPool, user_id: i64) -> Result<Vec<(Resource, bool)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM screenshots s WHERE s.resource_id = resources.id) \
+         AS has_screenshot FROM resources WHERE user_id = $1 ORDER BY id"
+    ))
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                Resource::from_row(row)?,
+                crate::flag(row, "has_screenshot")?,
+            ))
+        })
+        .collect::<std::result::Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// All the user's events, oldest first.
+pub async fn all_events(pool: &AnyPool, user_id: i64) -> Result<Vec<Event>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 ORDER BY id"
+    ))
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?)
+}

@@ -176,3 +176,83 @@ pub async fn claim_digest_day(
     claimed.sort_unstable();
     Ok(claimed)
 }
+
+/// What deleting an account leaves to clean up outside the database, after the commit.
+#[derive(Debug, Default)]
+pub struct DeletedAccount {
+    /// Blob keys of the user's screenshots.
+    pub blob_keys: Vec<String>,
+    /// The user's processing request (ZIP import) ids: their uploads may still be on disk.
+    pub request_ids: Vec<String>,
+    /// The user's logins (refresh token families), to forget in a process's cache.
+    pub families: Vec<String>,
+}
+
+/// Deletes a user and everything of theirs, in the caller's transaction; None when no such user.
+///
+/// Tasks, events, processing requests and refresh tokens go with the user (ON DELETE CASCADE);
+/// resources are deleted explicitly first (with them screenshots, checks and hourly rollups), so
+/// that the counter triggers run, then the user's `resource_counts` rows. Rows keyed by text
+/// rather than a foreign key are deleted here too: `mail_log` (welcome:ID, digest:ID:DAY,
+/// alert:UUID:AT of any resource the user ever had) and the `login_throttle` keys of the email.
+pub async fn delete_account(conn: &mut AnyConnection, id: i64) -> Result<Option<DeletedAccount>> {
+    let email: Option<(String,)> = sqlx::query_as("SELECT email FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((email,)) = email else {
+        return Ok(None);
+    };
+    let blob_keys: Vec<(String,)> = sqlx::query_as(
+        "SELECT s.blob_key FROM screenshots s JOIN resources r ON r.id = s.resource_id \
+         WHERE r.user_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let request_ids: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM processing_requests WHERE user_id = $1")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let families: Vec<(String,)> =
+        sqlx::query_as("SELECT DISTINCT family FROM refresh_tokens WHERE user_id = $1")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    // Alerts are keyed by resource uuid; every resource the user ever had has an event.
+    sqlx::query(
+        "DELETE FROM mail_log WHERE message_key = $1 OR substr(message_key, 1, length($2)) = $2 \
+         OR (substr(message_key, 1, 6) = 'alert:' AND substr(message_key, 7, 36) IN \
+             (SELECT resource_uuid FROM events WHERE user_id = $3 \
+              UNION SELECT uuid FROM resources WHERE user_id = $3))",
+    )
+    .bind(format!("welcome:{id}"))
+    .bind(format!("digest:{id}:"))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM login_throttle WHERE key = $1 OR substr(key, 1, length($2)) = $2")
+        .bind(format!("account:{email}"))
+        .bind(format!("pair:{email}|"))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM resources WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM resource_counts WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let firsts = |rows: Vec<(String,)>| rows.into_iter().map(|(v,)| v).collect();
+    Ok(Some(DeletedAccount {
+        blob_keys: firsts(blob_keys),
+        request_ids: firsts(request_ids),
+        families: firsts(families),
+    }))
+}

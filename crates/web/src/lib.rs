@@ -60,8 +60,10 @@ fn api_routes() -> Router<AppState> {
             "/user",
             post(users::register)
                 .get(users::me)
-                .patch(users::update_settings),
+                .patch(users::update_settings)
+                .delete(routes::account::delete),
         )
+        .route("/user/export", get(routes::account::export))
         .route(
             "/unsubscribe",
             get(unsubscribe::confirm).post(unsubscribe::apply),

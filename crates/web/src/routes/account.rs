@@ -1,0 +1,181 @@
+//! The user's data: `GET /user/export` (everything of the account as one JSON document) and
+//! `DELETE /user` (the account and everything of it, confirmed with the password).
+
+use crate::auth::{self, CurrentUser};
+use crate::client_ip::ClientIp;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Input;
+use crate::routes::resources::{EventView, ResourceView};
+use crate::routes::tasks::TaskView;
+use crate::routes::users::UserView;
+use crate::state::AppState;
+use crate::ApiPrefix;
+use axum::extract::State;
+use axum::http::header::{CONTENT_DISPOSITION, SET_COOKIE};
+use axum::http::StatusCode;
+use axum::response::{AppendHeaders, IntoResponse};
+use axum::Json;
+use pulseboard_domain::{Password, Timestamp};
+use pulseboard_storage::throttle::{self, Limit};
+use pulseboard_storage::{resources, tasks, users, StorageError};
+use serde::{Deserialize, Serialize};
+
+/// Version of the export document's layout; new sections (boards, channels, status pages) are
+/// new top-level arrays and do not change it.
+const EXPORT_FORMAT: u32 = 1;
+
+/// A resource in the export: its API view plus whether it has a screenshot.
+#[derive(Serialize)]
+pub struct ExportedResource {
+    #[serde(flatten)]
+    pub resource: ResourceView,
+    pub has_screenshot: bool,
+}
+
+/// The export document. Each kind of data is a top-level array, so that later kinds slot in
+/// beside these.
+#[derive(Serialize)]
+pub struct Export {
+    pub format: u32,
+    pub exported_at: String,
+    pub user: UserView,
+    pub tasks: Vec<TaskView>,
+    pub resources: Vec<ExportedResource>,
+    pub feed: Vec<EventView>,
+}
+
+/// `GET /user/export`: everything of the account as one JSON document, as a download. One query
+/// per kind of data, whatever the number of rows.
+pub async fn export(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<impl IntoResponse> {
+    let pool = state.db.pool();
+    let profile = users::by_id(pool, user.id)
+        .await?
+        .ok_or_else(ApiError::not_logged_in)?;
+    let task_list = tasks::list(&state.db, user.id, None).await?;
+    let resource_list = resources::all_of(pool, user.id).await?;
+    let events = resources::all_events(pool, user.id).await?;
+    let exported_at = Timestamp::rfc3339(Timestamp::now());
+    let filename = format!(
+        "attachment; filename=\"pulseboard-export-{}.json\"",
+        exported_at.get(..10).unwrap_or("export")
+    );
+    let doc = Export {
+        format: EXPORT_FORMAT,
+        exported_at,
+        user: profile.into(),
+        tasks: task_list.into_iter().map(Into::into).collect(),
+        resources: resource_list
+            .into_iter()
+            .map(|(r, has_screenshot)| ExportedResource {
+                resource: r.into(),
+                has_screenshot,
+            })
+            .collect(),
+        feed: events.into_iter().map(Into::into).collect(),
+    };
+    Ok(([(CONTENT_DISPOSITION, filename)], Json(doc)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    pub password: String,
+}
+
+/// `DELETE /user`: deletes the account and everything of it, once the password is confirmed.
+/// Every login ends with it (the tokens go with the user, and an access token of a user who no
+/// longer exists is refused); the screenshots' blobs and leftover import uploads are removed after
+/// the commit (best effort). Jobs still queued for the user find no user and do nothing.
+pub async fn delete(
+    State(state): State<AppState>,
+    prefix: ApiPrefix,
+    ClientIp(ip): ClientIp,
+    user: CurrentUser,
+    Input(body): Input<Confirmation>,
+) -> ApiResult<impl IntoResponse> {
+    let password = Password::parse_login(&body.password)?;
+    let account = users::by_id(state.db.pool(), user.id)
+        .await?
+        .ok_or_else(ApiError::not_logged_in)?;
+    // A wrong password here counts as a failed login of the account (a stolen access token must
+    // not become a way to guess the password); the counters go with the account when it is deleted.
+    let auth = &state.config.auth;
+    let pair_key = format!("pair:{}|{ip}", account.email.as_str());
+    let account_key = format!("account:{}", account.email.as_str());
+    let limits = vec![
+        Limit {
+            key: pair_key.clone(),
+            max: auth.login_max_failures,
+        },
+        Limit {
+            key: account_key.clone(),
+            max: auth.login_account_max_failures,
+        },
+    ];
+    let now = Timestamp::now();
+    let window_ms = auth.login_window_secs as i64 * 1000;
+    if let Err(until) = throttle::reserve(&state.db, limits, now, window_ms).await? {
+        return Err(ApiError::TooManyRequests {
+            message: "Too many wrong passwords; try again later".into(),
+            retry_after_secs: ((until - now).max(1000) / 1000) as u64,
+        });
+    }
+    let ok = match state
+        .passwords
+        .verify(password, Some(account.password_hash))
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Never checked (busy) or failed on our side: the attempt does not count.
+            throttle::give_back(&state.db, vec![pair_key, account_key], None).await?;
+            return Err(e);
+        }
+    };
+    if !ok {
+        tracing::info!(
+            user_id = user.id,
+            "account deletion refused: wrong password"
+        );
+        return Err(ApiError::Forbidden(
+            "The password is not correct: enter your current password to delete the account".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let deleted = users::delete_account(&mut tx, user.id)
+        .await?
+        .ok_or_else(ApiError::not_logged_in)?;
+    tx.commit().await.map_err(StorageError::from)?;
+    for family in &deleted.families {
+        state.logins.forget(family);
+    }
+    state
+        .blobs
+        .delete_all(deleted.blob_keys.iter().map(String::as_str))
+        .await;
+    let uploads = state.config.data_dir.join("uploads");
+    for id in &deleted.request_ids {
+        let path = uploads.join(format!("{id}.zip"));
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove upload"),
+        }
+    }
+    tracing::info!(
+        user_id = user.id,
+        screenshots = deleted.blob_keys.len(),
+        "account deleted"
+    );
+    Ok((
+        StatusCode::NO_CONTENT,
+        AppendHeaders(
+            auth::clear_cookies(&state.config, prefix.0)
+                .into_iter()
+                .map(|c| (SET_COOKIE, c)),
+        ),
+    ))
+}
