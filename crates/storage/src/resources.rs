@@ -34,7 +34,8 @@ pub struct Resource {
     pub created_at: UnixMillis,
     /// Own check interval; None: checked by every availability round (see `checks`).
     pub check_interval_secs: Option<i64>,
-    /// When a resource with its own interval is next due (None without an interval).
+    /// When the resource is next due: its first check (set at creation), then every interval;
+    /// None for a resource without an interval once checked (it follows the rounds).
     pub next_check_at: Option<UnixMillis>,
 }
 
