@@ -1667,3 +1667,95 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn idempotency_key_on_post_resources() {
+    let app = TestApp::spawn().await;
+    let alice = app.new_client();
+    let bob = app.new_client();
+    app.register(&alice, "idem-res-alice@example.com").await;
+    app.register(&bob, "idem-res-bob@example.com").await;
+    let post = |c: &reqwest::Client, key: &str, url: &str| {
+        c.post(app.url("/resources"))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "url": url }))
+            .send()
+    };
+    let count = |c: &reqwest::Client| {
+        let c = c.clone();
+        let url = app.url("/resources");
+        async move {
+            let (status, v) = get_json(&c, url).await;
+            assert_eq!(status, StatusCode::OK);
+            v["items"].as_array().unwrap().len()
+        }
+    };
+
+    let first = post(&alice, "add-example", "https://example.com/idem")
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = post(&alice, "add-example", "https://example.com/idem")
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["uuid"], first["uuid"]);
+    assert_eq!(again, first);
+    assert_eq!(count(&alice).await, 1);
+
+    // Another body with that key: 422 naming the header.
+    let other = post(&alice, "add-example", "https://example.org/")
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = other.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("Idempotency-Key"));
+    assert_eq!(count(&alice).await, 1);
+
+    // Bob's key is his own.
+    let bobs = post(&bob, "add-example", "https://example.com/idem")
+        .await
+        .unwrap();
+    assert_eq!(bobs.status(), StatusCode::CREATED);
+    assert!(bobs.headers().get("idempotent-replayed").is_none());
+    let bobs: Value = bobs.json().await.unwrap();
+    assert_ne!(bobs["uuid"], first["uuid"]);
+
+    // Ten at once with one key: one resource, all answered with it (or 409 while it runs).
+    let requests = (0..10).map(|_| {
+        let (c, url) = (alice.clone(), app.url("/resources"));
+        tokio::spawn(async move {
+            let r = c
+                .post(url)
+                .header("Idempotency-Key", "parallel")
+                .json(&json!({ "url": "https://example.net/parallel" }))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        })
+    });
+    let mut uuids = std::collections::BTreeSet::new();
+    let mut busy = 0;
+    for r in requests.collect::<Vec<_>>() {
+        let (status, v) = r.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                uuids.insert(v["uuid"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => busy += 1,
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(
+        uuids.len(),
+        1,
+        "one resource for all ({busy} busy): {uuids:?}"
+    );
+    assert_eq!(count(&alice).await, 2);
+    app.stop().await;
+}

@@ -490,3 +490,191 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency-Key on POST /tasks
+
+async fn post_task_with_key(
+    app: &TestApp,
+    c: &reqwest::Client,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    c.post(app.url("/tasks"))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn task_count(app: &TestApp, c: &reqwest::Client) -> usize {
+    let all: Vec<Value> = c
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    all.len()
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_task_and_refuses_another_body() {
+    let app = TestApp::spawn().await;
+    let alice = app.new_client();
+    let bob = app.new_client();
+    app.register(&alice, "idem-alice@example.com").await;
+    app.register(&bob, "idem-bob@example.com").await;
+    let body = json!({"title": "pay rent", "description": "once"});
+
+    let first = post_task_with_key(&app, &alice, "rent-2026-11", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    // Under /api too: the same request, answered from the record.
+    for path in ["/tasks", "/api/tasks"] {
+        let again = alice
+            .post(app.url(path))
+            .header("Idempotency-Key", "rent-2026-11")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again, first);
+    }
+    assert_eq!(task_count(&app, &alice).await, 1);
+
+    // The same key with another body: 422 naming the header, nothing created.
+    let other = post_task_with_key(&app, &alice, "rent-2026-11", &json!({"title": "x"})).await;
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = other.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().contains("Idempotency-Key"));
+    assert!(e["details"]["Idempotency-Key"].is_string());
+    assert_eq!(task_count(&app, &alice).await, 1);
+
+    // Another user's key is their own.
+    let bobs = post_task_with_key(&app, &bob, "rent-2026-11", &body).await;
+    assert_eq!(bobs.status(), StatusCode::CREATED);
+    assert!(bobs.headers().get("idempotent-replayed").is_none());
+    let bobs: Value = bobs.json().await.unwrap();
+    assert_ne!(bobs["id"], first["id"]);
+    assert_eq!(task_count(&app, &bob).await, 1);
+    assert_eq!(task_count(&app, &alice).await, 1);
+
+    // Keys: 1–255 visible ASCII characters.
+    for bad in [String::new(), "a b".into(), "é".into(), "k".repeat(256)] {
+        let r = alice
+            .post(app.url("/tasks"))
+            .header("Idempotency-Key", bad.as_bytes())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "key {bad:?}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["message"].as_str().unwrap().contains("Idempotency-Key"));
+    }
+    let longest = post_task_with_key(&app, &alice, &"k".repeat(255), &body).await;
+    assert_eq!(longest.status(), StatusCode::CREATED);
+    // Without a key nothing changes: each POST creates.
+    for _ in 0..2 {
+        let r = alice
+            .post(app.url("/tasks"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert!(r.headers().get("idempotent-replayed").is_none());
+    }
+    assert_eq!(task_count(&app, &alice).await, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_requests_with_one_idempotency_key_create_one_task() {
+    let app = TestApp::spawn().await;
+    let c = app.new_client();
+    app.register(&c, "idem-parallel@example.com").await;
+    let body = json!({"title": "only once"});
+    let requests = (0..10).map(|_| {
+        let (c, url, body) = (c.clone(), app.url("/tasks"), body.clone());
+        tokio::spawn(async move {
+            let r = c
+                .post(url)
+                .header("Idempotency-Key", "parallel-1")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let retry_after = r.headers().get("retry-after").is_some();
+            (status, retry_after, r.json::<Value>().await.unwrap())
+        })
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    let (mut created, mut busy) = (0, 0);
+    for r in requests.collect::<Vec<_>>() {
+        let (status, retry_after, v) = r.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                created += 1;
+                ids.insert(v["id"].as_i64().unwrap());
+            }
+            StatusCode::CONFLICT => {
+                assert!(retry_after);
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(created + busy, 10);
+    assert!(created >= 1);
+    assert_eq!(ids.len(), 1, "one task for all: {ids:?}");
+    assert_eq!(task_count(&app, &c).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pruned_idempotency_keys_are_forgotten() {
+    let app = TestApp::spawn().await;
+    let c = app.new_client();
+    app.register(&c, "idem-prune@example.com").await;
+    let body = json!({"title": "weekly"});
+    let first: Value = post_task_with_key(&app, &c, "weekly", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let db = &app.app.db;
+    let now = pulseboard_domain::Timestamp::now();
+    // What the Cleanup job deletes: rows older than 24 hours (none yet).
+    let day_ago = now - pulseboard_storage::idempotency::TTL_MS;
+    assert_eq!(
+        pulseboard_storage::idempotency::prune(db, day_ago)
+            .await
+            .unwrap(),
+        0
+    );
+    let replay = post_task_with_key(&app, &c, "weekly", &body).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert!(
+        pulseboard_storage::idempotency::prune(db, now + 60_000)
+            .await
+            .unwrap()
+            >= 1
+    );
+    let fresh = post_task_with_key(&app, &c, "weekly", &body).await;
+    assert_eq!(fresh.status(), StatusCode::CREATED);
+    assert!(fresh.headers().get("idempotent-replayed").is_none());
+    let fresh: Value = fresh.json().await.unwrap();
+    assert_ne!(fresh["id"], first["id"]);
+    assert_eq!(task_count(&app, &c).await, 2);
+    app.stop().await;
+}

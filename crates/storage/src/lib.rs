@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod checks;
+pub mod idempotency;
 pub mod jobs;
 pub mod mail_log;
 pub mod resources;

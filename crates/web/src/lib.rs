@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod error;
 pub mod etag;
 pub mod extract;
+pub mod idempotency;
 pub mod layers;
 pub mod routes;
 pub mod server;

@@ -1,6 +1,6 @@
 use crate::{Context, Job, JobError};
 use pulseboard_domain::Timestamp;
-use pulseboard_storage::{jobs, resources, sessions, throttle};
+use pulseboard_storage::{idempotency, jobs, resources, sessions, throttle};
 use serde::{Deserialize, Serialize};
 
 /// Prunes finished jobs and expired refresh tokens, and folds piled-up resource count deltas.
@@ -23,11 +23,14 @@ pub async fn handle(ctx: &Context, job: Cleanup) -> Result<(), JobError> {
     let counts_compacted = resources::compact_all_counts(ctx.db.pool()).await?;
     // Login windows are at most a week long (auth.login_window_secs).
     let throttles_pruned = throttle::prune(&ctx.db, now - 7 * 86_400_000).await?;
+    // Idempotency keys are remembered for 24 hours.
+    let idempotency_keys_pruned = idempotency::prune(&ctx.db, now - idempotency::TTL_MS).await?;
     tracing::info!(
         jobs_pruned,
         tokens_pruned,
         counts_compacted,
         throttles_pruned,
+        idempotency_keys_pruned,
         "cleanup finished"
     );
     Ok(())

@@ -5,6 +5,7 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::etag::{self, IfNoneMatch};
 use crate::extract::Input;
+use crate::idempotency;
 use crate::state::AppState;
 use crate::ApiPrefix;
 use axum::body::Body;
@@ -177,10 +178,15 @@ pub async fn create(
     }
     // This route lifts the app-wide body limit for uploads; a JSON or form body keeps it.
     let limit = state.config.http.json_body_limit_bytes;
+    let key = idempotency::key_of(req.headers())?;
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge("Request body is too large".into()))?;
+    let key = key.map(|key| idempotency::Key {
+        fingerprint: idempotency::fingerprint(&parts.method, parts.uri.path(), &bytes),
+        key,
+    });
     let Input(body) =
         Input::<NewResource>::from_request(Request::from_parts(parts, Body::from(bytes)), &state)
             .await?;
@@ -190,18 +196,39 @@ pub async fn create(
         None => None,
     };
     let (user_id, now, new_url) = (user.id, Timestamp::now(), url.clone());
+    let already = |e: StorageError| match e {
+        StorageError::Conflict => {
+            ApiError::Conflict(format!("{} is already in your catalogue", url.full_url()))
+        }
+        other => other.into(),
+    };
+    if let Some(key) = key {
+        // With an Idempotency-Key: the key, the resource and its answer in one write.
+        let next_round = super::checks::next_round(&state);
+        let outcome = idempotency::create(&state.db, user_id, key, now, move |tx| {
+            Box::pin(async move {
+                let resource = resources::create(tx, user_id, &new_url, interval, now).await?;
+                let view = ResourceView::from(resource).scheduled(next_round);
+                Ok(serde_json::to_string(&view).expect("a resource serialises"))
+            })
+        })
+        .await
+        .map_err(already)?;
+        return Ok(match outcome {
+            Ok(body) => {
+                state.due_nudge.nudge();
+                idempotency::created(body)
+            }
+            Err(earlier) => idempotency::answer(earlier),
+        });
+    }
     let resource = state
         .db
         .write(move |tx| {
             Box::pin(async move { resources::create(tx, user_id, &new_url, interval, now).await })
         })
         .await
-        .map_err(|e| match e {
-            StorageError::Conflict => {
-                ApiError::Conflict(format!("{} is already in your catalogue", url.full_url()))
-            }
-            other => other.into(),
-        })?;
+        .map_err(already)?;
     // Its first check now, not at the next round (it is due; this only asks for the sweep sooner).
     state.due_nudge.nudge();
     let view = ResourceView::from(resource).scheduled(super::checks::next_round(&state));

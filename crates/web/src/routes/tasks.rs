@@ -2,11 +2,12 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::etag::{self, IfNoneMatch};
 use crate::extract::Input;
+use crate::idempotency::{self, Idempotent};
 use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, Timestamp};
 use pulseboard_storage::tasks::{self, Task, TaskPatch};
@@ -84,21 +85,36 @@ pub struct NewTask {
     description: Option<String>,
 }
 
+/// `POST /tasks`; with an `Idempotency-Key`, a repeat answers the first response (see
+/// [`idempotency`]).
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
-    Input(body): Input<NewTask>,
-) -> ApiResult<(StatusCode, Json<TaskView>)> {
+    Idempotent { body, key }: Idempotent<NewTask>,
+) -> ApiResult<Response> {
     let title = TaskTitle::parse(&body.title)?;
     let description = TaskDescription::parse(body.description.as_deref().unwrap_or(""))?;
     let (user_id, now) = (user.id, Timestamp::now());
+    if let Some(key) = key {
+        let outcome = idempotency::create(&state.db, user_id, key, now, move |tx| {
+            Box::pin(async move {
+                let task = tasks::create(tx, user_id, &title, &description, now).await?;
+                Ok(serde_json::to_string(&TaskView::from(task)).expect("a task serialises"))
+            })
+        })
+        .await?;
+        return Ok(match outcome {
+            Ok(body) => idempotency::created(body),
+            Err(earlier) => idempotency::answer(earlier),
+        });
+    }
     let task = state
         .db
         .write(move |tx| {
             Box::pin(async move { tasks::create(tx, user_id, &title, &description, now).await })
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(task.into())))
+    Ok((StatusCode::CREATED, Json(TaskView::from(task))).into_response())
 }
 
 pub async fn get(
