@@ -123,6 +123,8 @@ pub struct App {
     pub passwords: Arc<pulseboard_web::auth::Passwords>,
     /// Turns "a resource was added" into a due sweep soon (its first check).
     pub due_nudge: pulseboard_jobs::nudge::DueNudge,
+    /// ZIP imports being received by this process, per user.
+    pub uploading: Arc<pulseboard_web::routes::resources::Uploading>,
     pub signing_key: Arc<Vec<u8>>,
     /// Availability checks, shared by every worker of this process.
     pub checker: Arc<pulseboard_jobs::checker::Checker>,
@@ -175,6 +177,7 @@ impl App {
         Ok(Self {
             passwords,
             due_nudge,
+            uploading: Arc::default(),
             blobs,
             capturer,
             amqp,
@@ -200,6 +203,7 @@ impl App {
             blobs: self.blobs.clone(),
             passwords: self.passwords.clone(),
             due_nudge: self.due_nudge.clone(),
+            uploading: self.uploading.clone(),
             trusted_proxies: Arc::new(self.config.trusted_proxies()),
         }
     }

@@ -3,6 +3,7 @@
 //! Handlers are thin: they parse input into domain types, call storage or enqueue a job, and map
 //! errors through [`error::ApiError`]. Every route is served at the root and again under `/api`.
 
+pub mod attempts;
 pub mod auth;
 pub mod client_ip;
 pub mod error;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub blobs: pulseboard_storage::blobs::Blobs,
     /// Bounded password hashing (logins, registrations).
     pub passwords: Arc<crate::auth::Passwords>,
+    /// ZIP imports this process is receiving, per user (`http.imports_per_user`).
+    pub uploading: Arc<crate::routes::resources::Uploading>,
     /// Asks for the first check of a new resource soon (one sweep for many additions).
     pub due_nudge: pulseboard_jobs::nudge::DueNudge,
     /// `http.trusted_proxies`, parsed: whose forwarding headers name the client.

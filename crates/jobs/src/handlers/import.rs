@@ -292,7 +292,8 @@ async fn fail(
     Ok(())
 }
 
-async fn remove_upload(path: &Path) {
+/// Removes a spooled upload; one already gone is fine, anything else is logged.
+pub async fn remove_upload(path: &Path) {
     if let Err(e) = tokio::fs::remove_file(path).await {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove upload");

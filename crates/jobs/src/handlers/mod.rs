@@ -11,7 +11,7 @@ mod welcome;
 pub use digest::{
     day_bounds, report_day, sweep as digest_sweep, DigestBatch, DigestEmail, DigestSweep,
 };
-pub use import::{ImportLimits, ImportResources};
+pub use import::{remove_upload, ImportLimits, ImportResources};
 pub use maintenance::{Cleanup, Noop};
 pub use monitor::{
     new_check, record as record_checks, roll_up as roll_up_checks, sweep as monitor_sweep,

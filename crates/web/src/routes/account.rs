@@ -1,11 +1,12 @@
 //! The user's data: `GET /user/export` (everything of the account as one JSON document) and
 //! `DELETE /user` (the account and everything of it, confirmed with the password).
 
+use crate::attempts::Attempt;
 use crate::auth::{self, CurrentUser};
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Input;
-use crate::routes::resources::{EventView, ResourceView};
+use crate::routes::resources::{upload_path, EventView, ResourceView};
 use crate::routes::tasks::TaskView;
 use crate::routes::users::UserView;
 use crate::state::AppState;
@@ -16,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{AppendHeaders, IntoResponse};
 use axum::Json;
 use pulseboard_domain::{Password, Timestamp};
-use pulseboard_storage::throttle::{self, Limit};
+use pulseboard_jobs::handlers::remove_upload;
 use pulseboard_storage::{resources, tasks, users, StorageError};
 use serde::{Deserialize, Serialize};
 
@@ -102,39 +103,14 @@ pub async fn delete(
         .ok_or_else(ApiError::not_logged_in)?;
     // A wrong password here counts as a failed login of the account (a stolen access token must
     // not become a way to guess the password); the counters go with the account when it is deleted.
-    let auth = &state.config.auth;
-    let pair_key = format!("pair:{}|{ip}", account.email.as_str());
-    let account_key = format!("account:{}", account.email.as_str());
-    let limits = vec![
-        Limit {
-            key: pair_key.clone(),
-            max: auth.login_max_failures,
-        },
-        Limit {
-            key: account_key.clone(),
-            max: auth.login_account_max_failures,
-        },
-    ];
-    let now = Timestamp::now();
-    let window_ms = auth.login_window_secs as i64 * 1000;
-    if let Err(until) = throttle::reserve(&state.db, limits, now, window_ms).await? {
-        return Err(ApiError::TooManyRequests {
-            message: "Too many wrong passwords; try again later".into(),
-            retry_after_secs: ((until - now).max(1000) / 1000) as u64,
-        });
-    }
-    let ok = match state
-        .passwords
-        .verify(password, Some(account.password_hash))
-        .await
-    {
-        Ok(ok) => ok,
-        Err(e) => {
-            // Never checked (busy) or failed on our side: the attempt does not count.
-            throttle::give_back(&state.db, vec![pair_key, account_key], None).await?;
-            return Err(e);
-        }
-    };
+    let ok = Attempt::confirmation(&account.email, ip)
+        .verify(
+            &state,
+            password,
+            Some(account.password_hash),
+            "Too many wrong passwords; try again later",
+        )
+        .await?;
     if !ok {
         tracing::info!(
             user_id = user.id,
@@ -156,14 +132,8 @@ pub async fn delete(
         .blobs
         .delete_all(deleted.blob_keys.iter().map(String::as_str))
         .await;
-    let uploads = state.config.data_dir.join("uploads");
     for id in &deleted.request_ids {
-        let path = uploads.join(format!("{id}.zip"));
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove upload"),
-        }
+        remove_upload(&upload_path(&state.config.data_dir, id)).await;
     }
     tracing::info!(
         user_id = user.id,

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 
 pub const DEFAULT_PER_PAGE: i64 = 10;
@@ -261,23 +261,29 @@ const IMPORT_RETRY_AFTER_SECS: u64 = 30;
 /// Free space is looked at again after this many bytes of an upload are spooled.
 const DISK_CHECK_EVERY: u64 = 4 * 1024 * 1024;
 
-/// Imports being uploaded (spooled) by this process right now, by uploads folder and user. The
-/// folder stands for the deployment: one process may serve several apps, each with its own
-/// database and data folder (the tests do), whose user ids overlap.
-static UPLOADING: LazyLock<Mutex<HashMap<(PathBuf, i64), usize>>> = LazyLock::new(Default::default);
+/// Imports being uploaded (spooled) by this process right now, per user (held in [`AppState`]).
+#[derive(Default)]
+pub struct Uploading(Mutex<HashMap<i64, usize>>);
 
-/// One reserved place in [`UPLOADING`], given back when dropped (however the upload ends).
+impl Uploading {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<i64, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One reserved place in [`Uploading`], given back when dropped (however the upload ends).
 struct UploadSlot {
-    key: (PathBuf, i64),
+    uploading: Arc<Uploading>,
+    user_id: i64,
 }
 
 impl Drop for UploadSlot {
     fn drop(&mut self) {
-        let mut uploading = UPLOADING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = uploading.get_mut(&self.key) {
+        let mut counts = self.uploading.counts();
+        if let Some(n) = counts.get_mut(&self.user_id) {
             *n -= 1;
             if *n == 0 {
-                uploading.remove(&self.key);
+                counts.remove(&self.user_id);
             }
         }
     }
@@ -309,17 +315,20 @@ fn too_many_imports(max: usize) -> ApiError {
 /// the limit being spooled (each process still bounds its own disk use); once those are recorded,
 /// every process refuses further imports until they finish. (A strict global limit would need the
 /// request row written before the body, under a per-user lock.)
-async fn reserve_import(state: &AppState, user_id: i64, dir: &FsPath) -> ApiResult<UploadSlot> {
+async fn reserve_import(state: &AppState, user_id: i64) -> ApiResult<UploadSlot> {
     let max = state.config.http.imports_per_user;
-    let key = (dir.to_path_buf(), user_id);
     let (slot, uploading) = {
-        let mut uploading = UPLOADING.lock().unwrap_or_else(|e| e.into_inner());
-        let n = uploading.entry(key.clone()).or_insert(0);
+        let mut counts = state.uploading.counts();
+        let n = counts.entry(user_id).or_insert(0);
         if *n >= max {
             return Err(too_many_imports(max));
         }
         *n += 1;
-        (UploadSlot { key }, *n)
+        let slot = UploadSlot {
+            uploading: state.uploading.clone(),
+            user_id,
+        };
+        (slot, *n)
     };
     let recorded =
         resources::imports_in_flight(state.db.pool(), user_id, &ImportResources::job_key(""))
@@ -384,6 +393,16 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// Where ZIP uploads are spooled until their import has run.
+fn uploads_dir(data_dir: &FsPath) -> PathBuf {
+    data_dir.join("uploads")
+}
+
+/// The spooled upload of an import request.
+pub(crate) fn upload_path(data_dir: &FsPath, request_id: &str) -> PathBuf {
+    uploads_dir(data_dir).join(format!("{request_id}.zip"))
+}
+
 async fn import(
     state: AppState,
     user: CurrentUser,
@@ -391,18 +410,18 @@ async fn import(
     req: Request,
 ) -> ApiResult<Response> {
     let limit = state.config.http.upload_limit_bytes;
-    let dir = state.config.data_dir.join("uploads");
+    let dir = uploads_dir(&state.config.data_dir);
     tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
     // Size, then the user's imports in flight, then disk space, all before the body is read. The
     // place is held until the request is recorded (or the upload fails).
     let declared = content_length(req.headers());
     check_declared(declared, limit)?;
-    let _slot = reserve_import(&state, user.id, &dir).await?;
+    let _slot = reserve_import(&state, user.id).await?;
     let reserve = state.config.http.upload_min_free_bytes;
     ensure_free(&dir, declared.unwrap_or(0).saturating_add(reserve)).await?;
     let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
     let part = dir.join(format!("{request_id}.zip.part"));
-    let path = dir.join(format!("{request_id}.zip"));
+    let path = upload_path(&state.config.data_dir, &request_id);
 
     let spooled = spool_file(req, &state, limit, &part).await;
     let head = match spooled {

@@ -1,3 +1,4 @@
+use crate::attempts::Attempt;
 use crate::auth::{self, CurrentUser, REFRESH_COOKIE};
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse};
 use axum::Json;
 use pulseboard_domain::{Email, Password, Timestamp};
-use pulseboard_storage::throttle::{self, Limit};
 use pulseboard_storage::{sessions, users};
 
 const BAD_CREDENTIALS: &str = "Invalid email or password";
@@ -30,49 +30,22 @@ pub async fn login(
     // A malformed email cannot belong to an account: same answer as an unknown one.
     let email = Email::parse(&body.email).map_err(|_| bad())?;
     let password = Password::parse_login(&body.password)?;
-    let auth = &state.config.auth;
-    let pair_key = format!("pair:{}|{ip}", email.as_str());
-    let ip_key = format!("ip:{ip}");
-    let account_key = format!("account:{}", email.as_str());
-    let now = Timestamp::now();
-    let limits = vec![
-        Limit {
-            key: pair_key.clone(),
-            max: auth.login_max_failures,
-        },
-        Limit {
-            key: ip_key.clone(),
-            max: auth.login_ip_max_failures,
-        },
-        Limit {
-            key: account_key.clone(),
-            max: auth.login_account_max_failures,
-        },
-    ];
-    let window_ms = auth.login_window_secs as i64 * 1000;
-    if let Err(until) = throttle::reserve(&state.db, limits, now, window_ms).await? {
-        tracing::info!(%ip, "login refused: too many failed attempts");
-        return Err(ApiError::TooManyRequests {
-            message: "Too many failed logins; try again later".into(),
-            retry_after_secs: ((until - now).max(1000) / 1000) as u64,
-        });
-    }
-
+    let attempt = Attempt::login(&email, ip);
     let user = users::by_email(state.db.pool(), &email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = match state.passwords.verify(password, stored).await {
-        Ok(ok) => ok,
-        Err(e) => {
-            // Never checked (busy) or failed on our side: the attempt does not count.
-            throttle::give_back(&state.db, vec![pair_key, ip_key, account_key], None).await?;
-            return Err(e);
-        }
-    };
+    let ok = attempt
+        .verify(
+            &state,
+            password,
+            stored,
+            "Too many failed logins; try again later",
+        )
+        .await?;
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(%ip, "failed login");
         return Err(bad());
     };
-    throttle::give_back(&state.db, vec![ip_key, account_key], Some(pair_key)).await?;
+    attempt.succeeded(&state).await?;
     let issued = auth::start_session(&state, user.id, user.role, prefix.0).await?;
     tracing::info!(user_id = user.id, "user logged in");
     Ok((
