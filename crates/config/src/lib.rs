@@ -619,6 +619,41 @@ mod tests {
                 "2000000",
                 "http.max_connections",
             ),
+            (
+                "PULSEBOARD_HTTP__TRUSTED_PROXIES",
+                "[10.0.0.0/33]",
+                "http.trusted_proxies",
+            ),
+            (
+                "PULSEBOARD_HTTP__TRUSTED_PROXIES",
+                "[proxy.internal]",
+                "http.trusted_proxies",
+            ),
+            (
+                "PULSEBOARD_HTTP__IMPORTS_PER_USER",
+                "0",
+                "http.imports_per_user",
+            ),
+            (
+                "PULSEBOARD_AUTH__LOGIN_ACCOUNT_MAX_FAILURES",
+                "0",
+                "auth.login_account_max_failures",
+            ),
+            (
+                "PULSEBOARD_AUTH__LOGIN_ACCOUNT_MAX_FAILURES",
+                "3",
+                "auth.login_account_max_failures",
+            ),
+            (
+                "PULSEBOARD_AUTH__LOGIN_WINDOW_SECS",
+                "700000",
+                "auth.login_window_secs",
+            ),
+            (
+                "PULSEBOARD_AUTH__HASH_CONCURRENCY",
+                "5000",
+                "auth.hash_concurrency",
+            ),
         ];
         for (var, value, key) in cases {
             Jail::expect_with(|jail| {
