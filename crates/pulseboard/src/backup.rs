@@ -176,15 +176,7 @@ async fn write_backup(config: &Config, dir: &Path, now: i64) -> anyhow::Result<R
     let key_src = config.data_dir.join(KEY_FILE);
     let env_secret = env_secret_name();
     let key = if key_src.exists() {
-        let dst = dir.join(KEY_FILE);
-        let (s, d) = (key_src.clone(), dst.clone());
-        let size = blocking(move || copy_private(&s, &d)).await?;
-        lines.push(format!(
-            "jwt.key   {} -> {} ({})",
-            key_src.display(),
-            dst.display(),
-            human(size)
-        ));
+        copy_key(&key_src, &dir.join(KEY_FILE), &mut lines).await?;
         true
     } else {
         false
@@ -422,15 +414,7 @@ pub async fn restore(config: &Config, from: &Path, force: bool) -> anyhow::Resul
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
-        let dst = config.data_dir.join(KEY_FILE);
-        let (s, d) = (key_src.clone(), dst.clone());
-        let size = blocking(move || copy_private(&s, &d)).await?;
-        lines.push(format!(
-            "jwt.key   {} -> {} ({})",
-            key_src.display(),
-            dst.display(),
-            human(size)
-        ));
+        copy_key(&key_src, &config.data_dir.join(KEY_FILE), &mut lines).await?;
     }
     if let Some(name) = env_secret_name() {
         lines.push(format!(
@@ -606,6 +590,19 @@ fn psql_command(url: &str, file: &Path) -> String {
             quote(&file.display().to_string())
         ),
     )
+}
+
+/// Copies the generated JWT key (owner-only) and says so in `lines`.
+async fn copy_key(src: &Path, dst: &Path, lines: &mut Vec<String>) -> anyhow::Result<()> {
+    let (s, d) = (src.to_path_buf(), dst.to_path_buf());
+    let size = blocking(move || copy_private(&s, &d)).await?;
+    lines.push(format!(
+        "jwt.key   {} -> {} ({})",
+        src.display(),
+        dst.display(),
+        human(size)
+    ));
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
