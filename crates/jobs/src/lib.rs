@@ -6,11 +6,8 @@
 //! Handlers are plain async functions of their payload and a [`Context`] (see `handlers/`).
 
 pub mod amqp;
-pub mod capture;
-pub mod checker;
 pub mod handlers;
 pub mod nudge;
-pub mod proxy;
 pub mod queue;
 pub mod scheduler;
 pub mod worker;
@@ -62,11 +59,11 @@ pub struct Context {
     /// Signs links that act without a login (unsubscribe).
     pub signing_key: std::sync::Arc<Vec<u8>>,
     /// Availability checks (one per process: it holds the connection pool and the limits).
-    pub checker: std::sync::Arc<checker::Checker>,
+    pub checker: std::sync::Arc<pulseboard_watch::checker::Checker>,
     /// Screenshot images (local folder or S3), the same store the API uses.
     pub blobs: pulseboard_storage::blobs::Blobs,
     /// Screenshot capture (one per process: it owns the browser and the tab limit).
-    pub capturer: std::sync::Arc<capture::Capturer>,
+    pub capturer: std::sync::Arc<pulseboard_watch::capture::Capturer>,
     /// `jobs.max_attempts`: handlers that must record their own final failure compare with it.
     pub max_attempts: u32,
 }

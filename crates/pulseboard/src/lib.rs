@@ -127,11 +127,11 @@ pub struct App {
     pub uploading: Arc<pulseboard_web::routes::resources::Uploading>,
     pub signing_key: Arc<Vec<u8>>,
     /// Availability checks, shared by every worker of this process.
-    pub checker: Arc<pulseboard_jobs::checker::Checker>,
+    pub checker: Arc<pulseboard_watch::checker::Checker>,
     /// Screenshot images (`blobs.url`: local folder or S3), shared by the API and the workers.
     pub blobs: Blobs,
     /// Screenshot capture: one lazily launched Chromium for the workers of this process.
-    pub capturer: Arc<pulseboard_jobs::capture::Capturer>,
+    pub capturer: Arc<pulseboard_watch::capture::Capturer>,
     /// Some when RabbitMQ carries the jobs (`jobs.amqp_url` / AMQP_URL).
     pub amqp: Option<AmqpOptions>,
 }
@@ -159,7 +159,7 @@ impl App {
                 max_attempts: config.jobs.max_attempts,
             },
         );
-        let checker = Arc::new(pulseboard_jobs::checker::Checker::new(&config.monitor));
+        let checker = Arc::new(pulseboard_watch::checker::Checker::new(&config.monitor));
         let blobs = open_blobs(&config, std::env::vars())?;
         // A capture must end before its job's timeout does, so that it can close its tab.
         let mut shots = config.screenshots.clone();
@@ -167,7 +167,7 @@ impl App {
             .timeout_secs
             .min(config.jobs.timeout_secs.saturating_sub(5))
             .max(1);
-        let capturer = Arc::new(pulseboard_jobs::capture::Capturer::new(
+        let capturer = Arc::new(pulseboard_watch::capture::Capturer::new(
             &shots,
             &config.monitor,
         ));

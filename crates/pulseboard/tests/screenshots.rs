@@ -11,8 +11,8 @@ mod common;
 
 use common::{eventually, Options, TestApp};
 use pulseboard::App;
-use pulseboard_jobs::capture::{find_chromium, CaptureError, Capturer};
 use pulseboard_storage::jobs;
+use pulseboard_watch::capture::{find_chromium, CaptureError, Capturer};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

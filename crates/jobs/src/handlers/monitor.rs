@@ -15,13 +15,13 @@
 //! dies between claiming and recording loses those checks for the round (they run next round).
 
 use super::send::send_once;
-use crate::checker::CheckResult;
 use crate::{Context, Job, JobError, Queue};
 use pulseboard_domain::Timestamp;
 use pulseboard_mail::Message;
 use pulseboard_storage::checks::{self, NewCheck, Recorded};
 use pulseboard_storage::users;
 use pulseboard_storage::Db;
+use pulseboard_watch::checker::CheckResult;
 use serde::{Deserialize, Serialize};
 
 /// Ids read (and batches enqueued) per sweep transaction, at least (or one batch, if larger).

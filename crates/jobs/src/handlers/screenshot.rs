@@ -1,6 +1,6 @@
 //! Screenshot capture: `POST /resources/{uuid}/screenshot/capture` enqueues [`CaptureScreenshot`]
 //! on the screenshots queue; a worker loads the page in its headless Chromium
-//! ([`crate::capture::Capturer`]) and stores the PNG exactly like an uploaded screenshot
+//! ([`pulseboard_watch::capture::Capturer`]) and stores the PNG exactly like an uploaded screenshot
 //! (`storage::blobs::store_screenshot`: the blob, the row, the `photo_added` event).
 //!
 //! A resource deleted in the meantime is nothing to do. A timeout or a browser failure is retried;

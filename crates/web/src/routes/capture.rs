@@ -10,10 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pulseboard_config::CaptureMode;
-use pulseboard_jobs::capture::find_chromium;
-use pulseboard_jobs::checker::Guard;
 use pulseboard_jobs::handlers::CaptureScreenshot;
 use pulseboard_storage::resources::{self, ResourceKey};
+use pulseboard_watch::capture::find_chromium;
+use pulseboard_watch::checker::Guard;
 use serde_json::json;
 
 fn not_found() -> ApiError {
