@@ -9,7 +9,8 @@
 # data directory, waits for GET /healthz, runs `npm test`, stops the server and
 # exits with the tests' status. The server also allows the origin of a second
 # free port (PULSEBOARD_WEB_PORT) for the cross-origin test. Screenshots and the
-# server log go to e2e/artifacts/; the README's screenshots to docs/screenshots/.
+# server log go to e2e/artifacts/; the README's screenshots to docs/screenshots/ only with
+# PULSEBOARD_UPDATE_SCREENSHOTS=1 (else to e2e/artifacts/docs/, leaving the tracked tree as it was).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

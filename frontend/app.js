@@ -20,6 +20,8 @@ import { mountBoard, resetBoard, flushAllSaves } from "./board.js";
 import { mountResources, mountResource, mountFeed } from "./watch.js";
 import { mountLogs } from "./livelog.js";
 import { mountJobs } from "./jobs.js";
+import { mountTokens } from "./tokens.js";
+import { mountChannels } from "./channels.js";
 
 const state = {
   user: null,
@@ -314,6 +316,8 @@ function currentRoute() {
   } else if (path === "/feed") name = "feed";
   else if (path === "/admin/logs") name = "logs";
   else if (path === "/admin/jobs") name = "jobs";
+  else if (path === "/tokens") name = "tokens";
+  else if (path === "/channels") name = "channels";
   const tabName = name === "resource" ? "resources" : name;
   return { name: tabName, view: name, arg, params, path, raw };
 }
@@ -388,6 +392,14 @@ function route({ force = false } = {}) {
             view.appendChild(messagePanel(t("logs.adminOnly"), t("jobs.adminOnlyHint")));
           }
           title = t("jobs.title");
+          break;
+        case "channels":
+          result = mountChannels(view, ctx);
+          title = t("channels.title");
+          break;
+        case "tokens":
+          result = mountTokens(view, ctx);
+          title = t("tokens.title");
           break;
         default:
           view.appendChild(messagePanel(t("notFound.title"), t("notFound.text"), h("a", { href: "#/", class: "button primary" }, t("notFound.back"))));

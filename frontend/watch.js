@@ -1,6 +1,7 @@
 // Watch: the resource catalogue, a resource's page and the news feed.
 import { request, upload, apiUrl } from "./api.js";
 import { t } from "./i18n.js";
+import { alertSettingsPanel } from "./alert_settings.js";
 import {
   h,
   icon,
@@ -641,6 +642,7 @@ export function mountResource(container, ctx) {
         h("div", { class: "head-actions" }, del, confirm)
       ),
       h("div", { class: "panel" }, facts),
+      alertSettingsPanel({ ...r, uuid: r.uuid || uuid }, null),
       h("div", { class: "panel" }, h("h2", null, t("resource.history")), checksChart(checks), checksTable(checks)),
       h("div", { class: "two-up" }, h("div", { class: "panel" }, h("h2", null, t("resource.screenshot")), shotBox, shotForm, captureStatus), h("div", { class: "panel" }, h("h2", null, t("resource.events")), eventList(events.map(normalizeEvent), { linkResources: false })))
     );

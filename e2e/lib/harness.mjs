@@ -12,8 +12,14 @@ export const BASE_URL = (process.env.PULSEBOARD_URL || "http://127.0.0.1:8080").
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "artifacts");
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-/** The README's screenshots, overwritten by each run. */
-export const DOCS_SCREENSHOTS = path.join(ROOT, "docs", "screenshots");
+/**
+ * The README's screenshots: written to docs/screenshots/ only when asked
+ * (`PULSEBOARD_UPDATE_SCREENSHOTS=1 bash e2e/run.sh`), so that a test run leaves the tracked tree
+ * untouched; otherwise next to the other artifacts.
+ */
+export const DOCS_SCREENSHOTS = process.env.PULSEBOARD_UPDATE_SCREENSHOTS === "1"
+  ? path.join(ROOT, "docs", "screenshots")
+  : path.join(ROOT, "e2e", "artifacts", "docs");
 /** Set by run.sh: the binary it started and that server's data directory (for `pulseboard user promote`). */
 export const SERVER_BIN = process.env.PULSEBOARD_E2E_BIN || "";
 export const SERVER_DATA_DIR = process.env.PULSEBOARD_E2E_DATA_DIR || "";
@@ -117,7 +123,7 @@ export async function screenshot(page, name) {
 }
 
 /**
- * A screenshot for the README: the visible 1280×800 viewport as PNG in docs/screenshots/<name>.png,
+ * A screenshot for the README: the visible 1280×800 viewport as PNG in DOCS_SCREENSHOTS/<name>.png,
  * overwritten on each run. Toasts are hidden so that the picture shows the page itself.
  */
 export async function docScreenshot(page, name, { scrollTo } = {}) {

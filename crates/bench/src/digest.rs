@@ -38,7 +38,7 @@ pub async fn run(server: &Server, users: usize) -> Result<Digest> {
     // Seed: literal multi-row INSERTs of 1,000 rows, 10,000 users (100,000 tasks) per transaction.
     let seeded = Instant::now();
     let (first_id,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM users")
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.acquire().await?)
         .await?;
     for block in (0..users).collect::<Vec<_>>().chunks(10_000) {
         let mut tx = db.begin().await?;
@@ -88,7 +88,7 @@ pub async fn run(server: &Server, users: usize) -> Result<Digest> {
         tx.commit().await?;
     }
     let (tasks,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tasks")
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.acquire().await?)
         .await?;
     eprintln!(
         "  seeded {users} users and {tasks} tasks in {:.1} s",
@@ -116,10 +116,10 @@ pub async fn run(server: &Server, users: usize) -> Result<Digest> {
     let secs = started.elapsed().as_secs_f64();
     let cpu = server.cpu_seconds()? - cpu_before;
     let (sent,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_log")
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.acquire().await?)
         .await?;
     let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE status = 'dead'")
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.acquire().await?)
         .await?;
     db.close().await;
     let outbox = std::fs::read_dir(server.data_dir().join("outbox"))

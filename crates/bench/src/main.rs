@@ -203,13 +203,13 @@ async fn seed_resources(server: &Server, client: &reqwest::Client) -> Result<()>
     server.import(client, 100_000).await?;
     let db = server.connect_db().await?;
     sqlx::query("UPDATE resources SET last_is_available = (id % 10 < 7)")
-        .execute(db.pool())
+        .execute(&mut *db.acquire().await?)
         .await?;
     if db.backend() == pulseboard_storage::Backend::Postgres {
         // What autovacuum does within a minute or so of a bulk change: statistics, and the
         // visibility map that lets the page's index-only scan skip the table.
         sqlx::query("VACUUM ANALYZE resources")
-            .execute(db.pool())
+            .execute(&mut *db.acquire().await?)
             .await?;
     }
     db.close().await;

@@ -152,7 +152,7 @@ pub async fn round(server: &Server, n: usize) -> Result<Round> {
                 .map(|&i| pulseboard_domain::ResourceUrl::parse(&targets.url(i)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("bad target URL: {}", e.message))?;
-            pulseboard_storage::resources::insert_batch(&mut tx, user_id, &urls, &details, now)
+            pulseboard_storage::imports::insert_batch(&mut tx, user_id, &urls, &details, now)
                 .await?;
         }
         tx.commit().await?;
@@ -227,7 +227,7 @@ pub async fn round(server: &Server, n: usize) -> Result<Round> {
         "SELECT status_code, error_kind, COUNT(*) FROM checks \
          GROUP BY status_code, error_kind ORDER BY 3 DESC",
     )
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.acquire().await?)
     .await?;
     db.close().await;
     drop(targets);
@@ -276,7 +276,7 @@ pub async fn round(server: &Server, n: usize) -> Result<Round> {
 
 async fn sqlx_query_one(db: &pulseboard_storage::Db, sql: &str) -> Result<(i64,)> {
     sqlx::query_as(sql)
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.acquire().await?)
         .await
         .with_context(|| sql.to_owned())
 }

@@ -13,7 +13,9 @@ impl Config {
         self.validate_security()?;
         self.validate_jobs()?;
         self.validate_schedules()?;
+        self.validate_backup()?;
         self.validate_monitor()?;
+        self.validate_alerts()?;
         self.validate_mail()?;
         self.validate_logging()?;
         self.validate_blobs_and_screenshots()
@@ -208,6 +210,50 @@ impl Config {
                     "must be an IANA time zone name, e.g. UTC or Europe/Moscow",
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The `backup` section: an empty schedule is off, so its time zone is checked only with one.
+    fn validate_backup(&self) -> Result<(), ConfigError> {
+        let b = &self.backup;
+        if !b.schedule.trim().is_empty() {
+            if let Err(e) = cron::Schedule::from_str(&b.schedule) {
+                return bad(
+                    "backup.schedule",
+                    &b.schedule,
+                    &format!(
+                        "must be empty (off) or a cron expression with seconds, e.g. \"0 0 3 * * *\" ({e})"
+                    ),
+                );
+            }
+            if b.timezone.parse::<chrono_tz::Tz>().is_err() {
+                return bad(
+                    "backup.timezone",
+                    &b.timezone,
+                    "must be an IANA time zone name, e.g. UTC or Europe/Moscow",
+                );
+            }
+        }
+        if b.keep == 0 {
+            return bad("backup.keep", &b.keep, "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The `alerts` section.
+    fn validate_alerts(&self) -> Result<(), ConfigError> {
+        let url = &self.alerts.telegram_api_url;
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_none_or(str::is_empty) || url.chars().any(|c| c.is_whitespace()) {
+            return bad(
+                "alerts.telegram_api_url",
+                url,
+                "must be an http:// or https:// URL, e.g. https://api.telegram.org",
+            );
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! A job is a typed, serialisable payload ([`Job`]) with a kind, a queue and a handler. Code
 //! enqueues it through [`Queue`] without knowing the backend; [`worker::Worker`] claims due jobs
 //! and runs their handlers; [`scheduler::Scheduler`] enqueues periodic jobs from cron expressions.
-//! Handlers are plain async functions of their payload and a [`Context`] (see `handlers/`).
+//! Handlers are plain async functions of their payload and a [`Context`] (see `handlers/`); Watch's
+//! work itself (checks, captures, imports, alert delivery) is in `pulseboard-watch`, whose
+//! per-process services the [`Context`] carries.
 
 pub mod amqp;
 pub mod handlers;
@@ -64,6 +66,8 @@ pub struct Context {
     pub blobs: pulseboard_storage::blobs::Blobs,
     /// Screenshot capture (one per process: it owns the browser and the tab limit).
     pub capturer: std::sync::Arc<pulseboard_watch::capture::Capturer>,
+    /// Deliveries to notification channels (one per process: it holds the connection pool).
+    pub notifier: std::sync::Arc<pulseboard_watch::alerts::Notifier>,
     /// `jobs.max_attempts`: handlers that must record their own final failure compare with it.
     pub max_attempts: u32,
 }
@@ -75,4 +79,5 @@ pub const ALL_QUEUES: &[&str] = &[
     handlers::MONITOR_QUEUE,
     handlers::SCREENSHOTS_QUEUE,
     handlers::IMPORTS_QUEUE,
+    handlers::ALERTS_QUEUE,
 ];

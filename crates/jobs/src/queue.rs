@@ -38,8 +38,27 @@ impl Queue {
 
     /// Enqueues a job on its own. Returns the job id, or None if its idempotency key was taken.
     pub async fn enqueue<J: Job>(&self, job: &J) -> Result<Option<i64>> {
-        let mut conn = self.db.pool().acquire().await?;
-        let id = self.enqueue_in(&mut conn, job).await?;
+        // A request-sized write: on SQLite it joins the group commit (`Db::write`).
+        let payload = serde_json::to_string(job).expect("job payloads serialise");
+        let key = job.idempotency_key();
+        let max_attempts = self.opts.max_attempts as i64;
+        let id = self
+            .db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let now = Timestamp::now();
+                    let new = jobs::NewJob {
+                        queue: J::QUEUE,
+                        kind: J::KIND,
+                        payload: &payload,
+                        max_attempts,
+                        run_at: now,
+                        idempotency_key: key.as_deref(),
+                    };
+                    jobs::insert(conn, &new, now).await
+                })
+            })
+            .await?;
         self.notify.notify_waiters();
         Ok(id)
     }
@@ -47,7 +66,7 @@ impl Queue {
     /// The id of a queued or running job equal to `job` (same kind and payload), if any.
     pub async fn unfinished<J: Job>(&self, job: &J) -> Result<Option<i64>> {
         let payload = serde_json::to_string(job).expect("job payloads serialise");
-        jobs::unfinished_with_payload(self.db.pool(), J::KIND, &payload).await
+        jobs::unfinished_with_payload(&self.db, J::KIND, &payload).await
     }
 
     /// Enqueues a job inside the caller's transaction: it exists only if that transaction commits.

@@ -9,12 +9,25 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use pulseboard_domain::Timestamp;
 use pulseboard_storage::jobs;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// Builds the job of one occurrence (given its time in Unix millis).
 type Enqueue = Box<dyn Fn(i64) -> Pending + Send + Sync>;
+
+/// Work of one occurrence that runs in the scheduler's own process (given its time).
+type Task = Box<dyn Fn(i64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+enum Action {
+    Enqueue(Enqueue),
+    /// For work that needs what only this process has (its configuration, the local disk), not a
+    /// worker: claimed like a job's occurrence, so it runs once across schedulers, but at most once
+    /// (a crash during it is not retried; the next occurrence comes).
+    Run(Task),
+}
 
 /// A job ready to insert: kind, queue and payload.
 pub struct Pending {
@@ -37,7 +50,7 @@ pub struct Entry {
     pub name: String,
     schedule: cron::Schedule,
     tz: Tz,
-    make: Enqueue,
+    action: Action,
     /// Fires often (seconds apart): log each occurrence at debug, not info.
     quiet: bool,
 }
@@ -50,11 +63,31 @@ impl Entry {
         tz: &str,
         make: impl Fn(i64) -> Pending + Send + Sync + 'static,
     ) -> Result<Self, String> {
+        Self::with_action(name, cron, tz, Action::Enqueue(Box::new(make)))
+    }
+
+    /// An entry whose occurrences run `task` in the scheduler's process (spawned, so a long task
+    /// does not hold up the other schedules) instead of enqueueing a job.
+    pub fn task<F>(
+        name: &str,
+        cron: &str,
+        tz: &str,
+        task: impl Fn(i64) -> F + Send + Sync + 'static,
+    ) -> Result<Self, String>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let run: Task =
+            Box::new(move |at| -> Pin<Box<dyn Future<Output = ()> + Send>> { Box::pin(task(at)) });
+        Self::with_action(name, cron, tz, Action::Run(run))
+    }
+
+    fn with_action(name: &str, cron: &str, tz: &str, action: Action) -> Result<Self, String> {
         Ok(Self {
             name: name.to_owned(),
             schedule: cron::Schedule::from_str(cron).map_err(|e| format!("{name}: {e}"))?,
             tz: tz.parse().map_err(|e| format!("{name}: {e}"))?,
-            make: Box::new(make),
+            action,
             quiet: false,
         })
     }
@@ -154,11 +187,22 @@ impl Scheduler {
         let Some(occurrence) = entry.due(since, now) else {
             return Ok(false);
         };
-        let pending = (entry.make)(occurrence);
+        let pending = match &entry.action {
+            Action::Enqueue(make) => Some(make(occurrence)),
+            Action::Run(_) => None,
+        };
         let mut tx = db.begin().await?;
         if !jobs::claim_occurrence(&mut tx, &entry.name, occurrence).await? {
             return Ok(false);
         }
+        let Some(pending) = pending else {
+            tx.commit().await?;
+            if let Action::Run(task) = &entry.action {
+                tracing::info!(schedule = %entry.name, occurrence = %Timestamp::rfc3339(occurrence), "scheduled task started");
+                tokio::spawn(task(occurrence));
+            }
+            return Ok(true);
+        };
         let key = format!("schedule:{}:{occurrence}", entry.name);
         jobs::insert(
             &mut tx,

@@ -1,5 +1,5 @@
-//! The worker: takes jobs from the table (polling) or from RabbitMQ (see `amqp.rs`), runs each
-//! under a timeout, records the outcome.
+//! The worker: takes jobs from the table (polling) or from RabbitMQ (see `amqp.rs`; consumed in
+//! `worker/broker.rs`), runs each under a timeout, records the outcome.
 //!
 //! Delivery is at-least-once: a job is leased, not removed, when claimed; if this process dies the
 //! lease expires and another worker runs the job again. Handlers are therefore idempotent.
@@ -10,21 +10,27 @@
 //! long it runs, and a live worker's job is never taken over. A job found no longer held (taken
 //! over after a late heartbeat, or by hand) is cancelled here, as is one past `jobs.timeout_secs`:
 //! its task is aborted and awaited, so that its transaction is dropped (rolled back) before its
-//! outcome is recorded and another attempt can start.
+//! outcome is recorded and another attempt can start. The leases and their heartbeat are in
+//! `worker/lease.rs`.
 
-use crate::amqp::{self, AmqpOptions};
+mod broker;
+mod lease;
+
+pub use lease::heartbeat_interval;
+
+use crate::amqp::AmqpOptions;
 use crate::{handlers, Context, JobError};
-use futures_util::FutureExt;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use broker::consume_broker;
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::Acker;
+use lease::{heartbeat, Held, InFlight};
 use pulseboard_domain::Timestamp;
 use pulseboard_storage::jobs::{self, JobRow};
 use rand::Rng;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -44,26 +50,6 @@ pub struct Worker {
     ctx: Context,
     opts: WorkerOptions,
     id: String,
-}
-
-/// The jobs this worker holds a lease on, claimed and not yet settled. The heartbeat renews them
-/// all, and drops (and aborts) those it finds held no longer.
-type InFlight = Arc<Mutex<HashMap<i64, Held>>>;
-
-#[derive(Debug)]
-enum Held {
-    /// Claimed, waiting for a slot (a batch of RabbitMQ deliveries).
-    Waiting,
-    /// Its handler runs: aborting it cancels the attempt.
-    Running(AbortHandle),
-    /// Its handler has ended; its outcome is being recorded.
-    Settling,
-}
-
-/// How often a worker renews its leases: a third of the lease, so that one late or failed
-/// renewal still leaves time for the next.
-pub fn heartbeat_interval(lease: Duration) -> Duration {
-    (lease / 3).max(Duration::from_millis(100))
 }
 
 /// The broker message of a job, acknowledged once the job's outcome is recorded (RabbitMQ only).
@@ -290,141 +276,6 @@ async fn poll_database(pool: &mut Pool, shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Most messages claimed in one statement.
-const CLAIM_BATCH: usize = 512;
-
-/// RabbitMQ: take deliveries as they come, claim their rows in batches, reconnect when the broker
-/// goes away. Returns the open consumer at shutdown.
-async fn consume_broker(
-    pool: &mut Pool,
-    amqp: &AmqpOptions,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<amqp::Consumer> {
-    let mut failures = 0u32;
-    while !*shutdown.borrow() {
-        let mut consumer = match amqp::consume(
-            amqp,
-            &pool.opts.queues,
-            &pool.id,
-            pool.opts.concurrency.min(u16::MAX as usize) as u16,
-        )
-        .await
-        {
-            Ok(c) => {
-                if failures > 0 {
-                    tracing::info!(worker = %pool.id, "worker connected to RabbitMQ again");
-                }
-                c
-            }
-            Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    tracing::warn!(worker = %pool.id, error = %e, "cannot consume from RabbitMQ; retrying");
-                }
-                let wait = amqp::reconnect_delay(failures);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-        };
-        loop {
-            pool.reap();
-            let first = tokio::select! {
-                d = consumer.next() => d,
-                _ = shutdown.changed() => return Some(consumer),
-            };
-            let mut batch = match first {
-                Some(Ok(d)) => vec![d],
-                Some(Err(e)) => {
-                    tracing::warn!(worker = %pool.id, error = %e, "RabbitMQ connection lost; reconnecting");
-                    break;
-                }
-                None => {
-                    tracing::warn!(worker = %pool.id, "RabbitMQ ended the consumer; reconnecting");
-                    break;
-                }
-            };
-            while batch.len() < CLAIM_BATCH {
-                match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
-                    _ => break,
-                }
-            }
-            claim_deliveries(pool, batch, shutdown).await;
-        }
-        // In-flight jobs of the old connection finish and record their outcome; their acks
-        // fail, and RabbitMQ's redelivery finds the jobs settled and is dropped.
-        let _ = consumer.connection.close(200, "reconnecting".into()).await;
-        failures = 1;
-    }
-    None
-}
-
-async fn claim_deliveries(
-    pool: &mut Pool,
-    batch: Vec<lapin::message::Delivery>,
-    shutdown: &mut watch::Receiver<bool>,
-) {
-    let mut acks: HashMap<i64, Acker> = HashMap::with_capacity(batch.len());
-    for delivery in batch {
-        match serde_json::from_slice::<amqp::Message>(&delivery.data) {
-            Ok(m) => {
-                if let Some(extra) = acks.insert(m.id, delivery.acker) {
-                    let _ = extra.ack(BasicAckOptions::default()).await;
-                }
-            }
-            Err(e) => {
-                tracing::error!(worker = %pool.id, error = %e, "unreadable message moved to the dead-letter queue");
-                let _ = delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await;
-            }
-        }
-    }
-    let ids: Vec<i64> = acks.keys().copied().collect();
-    let now = Timestamp::now();
-    let lease_until = now + pool.opts.lease.as_millis() as i64;
-    let claimed = match jobs::claim_ids(&pool.ctx.db, &ids, &pool.id, now, lease_until).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(worker = %pool.id, error = %e, "claiming jobs failed; handing the messages back");
-            tokio::time::sleep(pool.opts.poll_interval * 4).await;
-            for (_, acker) in acks {
-                let _ = acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await;
-            }
-            return;
-        }
-    };
-    let mut runnable = Vec::with_capacity(claimed.len());
-    for job in claimed {
-        let ack = acks.remove(&job.id);
-        runnable.push((job, ack));
-    }
-    // What is left was stale (done, not due, or held by a live worker): drop it.
-    for (_, acker) in acks {
-        let _ = acker.ack(BasicAckOptions::default()).await;
-    }
-    // Marked in flight at once: if shutdown comes while they wait for a slot, they are released.
-    pool.in_flight
-        .lock()
-        .unwrap()
-        .extend(runnable.iter().map(|(j, _)| (j.id, Held::Waiting)));
-    for (job, ack) in runnable {
-        let Some(permit) = pool.slot(shutdown).await else {
-            return;
-        };
-        pool.spawn(job, ack, permit);
-    }
-}
-
 async fn run_one(
     ctx: &Context,
     opts: &WorkerOptions,
@@ -597,74 +448,6 @@ async fn flush_completions(
         let mut set = in_flight.lock().unwrap();
         for (id, _) in batch.drain(..) {
             set.remove(&id);
-        }
-    }
-}
-
-/// Renews the leases of every job in flight each [`heartbeat_interval`], in one statement, until
-/// `stop`. A job the renewal finds held no longer is dropped from `in_flight` and its handler
-/// aborted; if renewals keep failing until the leases may have run out, all of them are, since
-/// another worker may be taking the jobs over.
-async fn heartbeat(
-    ctx: Context,
-    worker: String,
-    lease: Duration,
-    in_flight: InFlight,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let every = heartbeat_interval(lease);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let mut renewed = Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut stop => return,
-        }
-        let ids: Vec<i64> = in_flight.lock().unwrap().keys().copied().collect();
-        let attempt = Instant::now();
-        if ids.is_empty() {
-            renewed = attempt;
-            continue;
-        }
-        let until = Timestamp::now() + lease.as_millis() as i64;
-        match jobs::renew(&ctx.db, &ids, &worker, until).await {
-            Ok(held) => {
-                renewed = attempt;
-                if held.len() < ids.len() {
-                    let held: HashSet<i64> = held.into_iter().collect();
-                    let lost: Vec<i64> = ids.into_iter().filter(|id| !held.contains(id)).collect();
-                    drop_lost(&in_flight, &lost, "held by another worker now");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(worker = %worker, error = %e, jobs = ids.len(), "could not renew job leases");
-                // Before the next tick the leases may run out and the jobs be claimed elsewhere.
-                if attempt.duration_since(renewed) + every >= lease {
-                    drop_lost(&in_flight, &ids, "leases not renewed in time");
-                }
-            }
-        }
-    }
-}
-
-/// Stops the jobs among `ids` that this worker no longer holds (unless they already finished).
-fn drop_lost(in_flight: &InFlight, ids: &[i64], why: &str) {
-    let mut held = in_flight.lock().unwrap();
-    for id in ids {
-        match held.get(id) {
-            // Finished between the snapshot and the renewal: its outcome is being recorded.
-            None | Some(Held::Settling) => {}
-            Some(Held::Waiting) => {
-                held.remove(id);
-                tracing::warn!(job_id = id, why, "job lost its lease before it started");
-            }
-            Some(Held::Running(handler)) => {
-                handler.abort();
-                held.remove(id);
-                tracing::warn!(job_id = id, why, "job lost its lease; cancelling it");
-            }
         }
     }
 }

@@ -104,16 +104,7 @@ impl LogHub {
 
     /// The last `n` lines at `min_level` or more severe, oldest first.
     pub fn recent(&self, n: usize, min_level: Option<Level>) -> Vec<LogLine> {
-        let lines = self.lock();
-        let mut out: Vec<LogLine> = lines
-            .iter()
-            .rev()
-            .filter(|l| min_level.is_none_or(|m| l.level <= m))
-            .take(n)
-            .cloned()
-            .collect();
-        out.reverse();
-        out
+        last_n(&self.lock(), n, min_level)
     }
 
     /// The last `n` lines and a receiver of every line after them (no gap, no repeat).
@@ -123,18 +114,23 @@ impl LogHub {
         min_level: Option<Level>,
     ) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let lines = self.lock();
+        // Subscribed while the buffer is locked, so no line falls between the two.
         let rx = self.tx.subscribe();
-        let mut out: Vec<LogLine> = lines
-            .iter()
-            .rev()
-            .filter(|l| min_level.is_none_or(|m| l.level <= m))
-            .take(n)
-            .cloned()
-            .collect();
-        drop(lines);
-        out.reverse();
-        (out, rx)
+        (last_n(&lines, n, min_level), rx)
     }
+}
+
+/// The last `n` of `lines` at `min_level` or more severe, oldest first.
+fn last_n(lines: &VecDeque<LogLine>, n: usize, min_level: Option<Level>) -> Vec<LogLine> {
+    let mut out: Vec<LogLine> = lines
+        .iter()
+        .rev()
+        .filter(|l| min_level.is_none_or(|m| l.level <= m))
+        .take(n)
+        .cloned()
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Feeds a [`LogHub`]; add it to the subscriber next to the console layer.

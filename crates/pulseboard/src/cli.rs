@@ -31,7 +31,8 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: Option<u16>,
     },
-    /// Fires periodic jobs from the cron schedules in the configuration; safe to run more than one.
+    /// Fires periodic jobs from the cron schedules in the configuration, and takes the scheduled
+    /// backups (`backup.schedule`); safe to run more than one.
     Scheduler,
     /// Applies database migrations and exits.
     Migrate,

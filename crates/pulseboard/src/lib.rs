@@ -67,9 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 UserAction::Demote { email } => (email, Role::User),
             };
             let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            if !pulseboard_storage::users::set_role(db.pool(), &email, role, Timestamp::now())
-                .await?
-            {
+            if !pulseboard_storage::users::set_role(&db, &email, role, Timestamp::now()).await? {
                 bail!("no account with email {email}");
             }
             println!("{email} is now {}", role.as_str());
@@ -124,14 +122,17 @@ pub struct App {
     /// Turns "a resource was added" into a due sweep soon (its first check).
     pub due_nudge: pulseboard_jobs::nudge::DueNudge,
     /// ZIP imports being received by this process, per user.
-    pub uploading: Arc<pulseboard_web::routes::resources::Uploading>,
+    pub uploading: Arc<pulseboard_web::routes::imports::Uploading>,
     pub signing_key: Arc<Vec<u8>>,
-    /// Availability checks, shared by every worker of this process.
+    /// Availability checks and the SSRF guard, shared by the API and every worker of this
+    /// process.
     pub checker: Arc<pulseboard_watch::checker::Checker>,
     /// Screenshot images (`blobs.url`: local folder or S3), shared by the API and the workers.
     pub blobs: Blobs,
     /// Screenshot capture: one lazily launched Chromium for the workers of this process.
     pub capturer: Arc<pulseboard_watch::capture::Capturer>,
+    /// Deliveries to notification channels, through the checker's SSRF guard.
+    pub notifier: Arc<pulseboard_watch::alerts::Notifier>,
     /// Some when RabbitMQ carries the jobs (`jobs.amqp_url` / AMQP_URL).
     pub amqp: Option<AmqpOptions>,
 }
@@ -161,6 +162,13 @@ impl App {
         );
         let checker = Arc::new(pulseboard_watch::checker::Checker::new(&config.monitor));
         let blobs = open_blobs(&config, std::env::vars())?;
+        let notifier = Arc::new(
+            pulseboard_watch::alerts::Notifier::new(
+                checker.guard().clone(),
+                &config.alerts.telegram_api_url,
+            )
+            .map_err(|e| anyhow::anyhow!("alerts.telegram_api_url: {e}"))?,
+        );
         // A capture must end before its job's timeout does, so that it can close its tab.
         let mut shots = config.screenshots.clone();
         shots.timeout_secs = shots
@@ -180,6 +188,7 @@ impl App {
             uploading: Arc::default(),
             blobs,
             capturer,
+            notifier,
             amqp,
             checker,
             config: Arc::new(config),
@@ -200,6 +209,7 @@ impl App {
             keys: self.keys.clone(),
             logins: self.logins.clone(),
             signing_key: self.signing_key.clone(),
+            checker: self.checker.clone(),
             blobs: self.blobs.clone(),
             passwords: self.passwords.clone(),
             due_nudge: self.due_nudge.clone(),
@@ -218,6 +228,7 @@ impl App {
             checker: self.checker.clone(),
             blobs: self.blobs.clone(),
             capturer: self.capturer.clone(),
+            notifier: self.notifier.clone(),
             max_attempts: self.config.jobs.max_attempts,
         }
     }
@@ -254,7 +265,7 @@ impl App {
     pub fn scheduler(&self) -> anyhow::Result<Scheduler> {
         let s = &self.config.schedules;
         let retention_days = self.config.jobs.retention_days;
-        let entries = vec![
+        let mut entries = vec![
             Entry::new("digest", &s.digest.cron, &s.digest.timezone, |_| {
                 Pending::of(&handlers::DigestSweep {})
             })
@@ -276,6 +287,7 @@ impl App {
             .map_err(anyhow::Error::msg)?
             .quiet(),
         ];
+        entries.extend(backup::schedule_entry(&self.config)?);
         Ok(Scheduler::new(self.queue.clone(), entries))
     }
 }

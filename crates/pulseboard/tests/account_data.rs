@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::{TestApp, PASSWORD};
-use reqwest::multipart::{Form, Part};
+use common::{Fetch, TestApp, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -11,46 +10,17 @@ async fn add_task(app: &TestApp, c: &reqwest::Client, title: &str) -> Value {
     let r = c
         .post(app.url("/tasks"))
         .json(&json!({"title": title, "description": format!("about {title}")}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert!(r.status().is_success(), "add task {title}");
     r.json().await.unwrap()
 }
 
-async fn add_resource(app: &TestApp, c: &reqwest::Client, url: &str) -> Value {
-    let r = c
-        .post(app.url("/resources"))
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
-    r.json().await.unwrap()
-}
-
-async fn upload_screenshot(app: &TestApp, c: &reqwest::Client, uuid: &str) {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&[0u8; 64]);
-    let form = Form::new().part(
-        "file",
-        Part::bytes(png)
-            .file_name("shot.png")
-            .mime_str("image/png")
-            .unwrap(),
-    );
-    let r = c
-        .post(app.url(&format!("/resources/{uuid}")))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-}
-
 async fn export(app: &TestApp, c: &reqwest::Client) -> Value {
-    let r = c.get(app.url("/user/export")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(app.url("/user/export"))
+        .expect_status(StatusCode::OK)
+        .await;
     let disposition = r.headers()["content-disposition"]
         .to_str()
         .unwrap()
@@ -67,8 +37,10 @@ async fn export(app: &TestApp, c: &reqwest::Client) -> Value {
 async fn export_holds_everything_of_the_user_and_nothing_of_others() {
     let app = TestApp::spawn().await;
     let guest = app.new_client();
-    let r = guest.get(app.url("/user/export")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    guest
+        .get(app.url("/user/export"))
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
 
     let c = &app.client;
     app.register(c, "exporter@example.com").await;
@@ -77,19 +49,19 @@ async fn export_holds_everything_of_the_user_and_nothing_of_others() {
     let r = c
         .patch(app.url(&format!("/tasks/{}", t1["id"])))
         .json(&json!({"done": true}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert!(r.status().is_success());
-    let res = add_resource(&app, c, "https://mine.example.com/a?x=1").await;
+    let res = app.add_resource(c, "https://mine.example.com/a?x=1").await;
     let uuid = res["uuid"].as_str().unwrap().to_owned();
-    add_resource(&app, c, "https://mine.example.org/").await;
-    upload_screenshot(&app, c, &uuid).await;
+    app.add_resource(c, "https://mine.example.org/").await;
+    app.upload_screenshot(c, &uuid, common::png(0, 64)).await;
 
     let other = app.new_client();
     app.register(&other, "someone-else@example.com").await;
     add_task(&app, &other, "not yours").await;
-    add_resource(&app, &other, "https://theirs.example.net/").await;
+    app.add_resource(&other, "https://theirs.example.net/")
+        .await;
 
     let doc = export(&app, c).await;
     assert!(doc["exported_at"].is_string());
@@ -153,13 +125,6 @@ fn refresh_cookie(r: &reqwest::Response) -> String {
         .expect("a refresh cookie")
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(app.app.db.pool())
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn deleting_the_account_takes_everything_and_ends_every_login() {
     let app = TestApp::spawn().await;
@@ -167,11 +132,11 @@ async fn deleting_the_account_takes_everything_and_ends_every_login() {
     let me = app.register(c, "leaver@example.com").await;
     let my_id = me["id"].as_i64().unwrap();
     add_task(&app, c, "mine").await;
-    let res = add_resource(&app, c, "https://leaver.example.com/").await;
+    let res = app.add_resource(c, "https://leaver.example.com/").await;
     let uuid = res["uuid"].as_str().unwrap().to_owned();
-    upload_screenshot(&app, c, &uuid).await;
+    app.upload_screenshot(c, &uuid, common::png(0, 64)).await;
     let blob_key: String = sqlx::query_scalar("SELECT blob_key FROM screenshots")
-        .fetch_one(app.app.db.pool())
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap();
     assert!(app.app.blobs.get(&blob_key).await.unwrap().is_some());
@@ -179,43 +144,56 @@ async fn deleting_the_account_takes_everything_and_ends_every_login() {
     let other = app.new_client();
     let them = app.register(&other, "stayer@example.com").await;
     let their_id = them["id"].as_i64().unwrap();
+    let app_ref = &app;
+    let channel = |client: reqwest::Client| async move {
+        let created: Value = client
+            .post(app_ref.url("/channels"))
+            .json(&json!({"kind": "webhook", "name": "hook",
+                          "config": {"url": "https://hooks.example.com/x"}}))
+            .expect_status(StatusCode::CREATED)
+            .await
+            .json()
+            .await
+            .unwrap();
+        created["id"].as_i64().unwrap()
+    };
+    let my_channel = channel(c.clone()).await;
+    let their_channel = channel(other.clone()).await;
     // Sent mail is recorded by key: the leaver's go with the account, the stayer's stay.
     let keys = [
         format!("welcome:{my_id}"),
         format!("digest:{my_id}:2026-01-01"),
         format!("alert:{uuid}:1700000000000"),
+        format!("test:abc:channel:{my_channel}"),
+        format!("channel-confirm:{my_channel}:1"),
         format!("welcome:{their_id}"),
         format!("digest:{their_id}:2026-01-01"),
+        format!("test:abc:channel:{their_channel}"),
+        format!("channel-confirm:{their_channel}:1"),
     ];
     for key in &keys {
         sqlx::query("INSERT INTO mail_log (message_key, sent_at) VALUES ($1, $2)")
             .bind(key)
             .bind(1_i64)
-            .execute(app.app.db.pool())
+            .execute(&mut *app.sql().await)
             .await
             .unwrap();
     }
     add_task(&app, &other, "theirs").await;
-    add_resource(&app, &other, "https://stayer.example.com/").await;
+    app.add_resource(&other, "https://stayer.example.com/")
+        .await;
 
     // A second login, without a cookie jar: its bearer token and refresh cookie are kept.
     let bare = reqwest::Client::new();
     let login = bare
         .post(app.url("/session"))
         .json(&json!({"email": "leaver@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let refresh = refresh_cookie(&login);
     let login: Value = login.json().await.unwrap();
     let token = login["access_token"].as_str().unwrap().to_owned();
-    let r = bare
-        .get(app.url("/user"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = bare.get(app.url("/user")).bearer_auth(&token).fetch().await;
     assert_eq!(
         r.status(),
         StatusCode::OK,
@@ -223,54 +201,39 @@ async fn deleting_the_account_takes_everything_and_ends_every_login() {
     );
 
     // A guest, a missing password, a wrong one: nothing is deleted.
-    let r = app
-        .new_client()
+    app.new_client()
         .delete(app.url("/user"))
         .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = c
-        .delete(app.url("/user"))
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
+    c.delete(app.url("/user"))
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    let body: Value = c
         .delete(app.url("/user"))
         .json(&json!({"password": "not the password at all"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let body: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::FORBIDDEN)
+        .await;
     assert!(body["message"].as_str().unwrap().contains("password"));
     // A wrong password counts as a failed login of the account.
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM login_throttle WHERE key = 'account:leaver@example.com'"
-        )
-        .await,
+        app.count("SELECT COUNT(*) FROM login_throttle WHERE key = 'account:leaver@example.com'")
+            .await,
         1
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 2);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 2);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM resources").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM resources").await, 2);
     assert!(app.app.blobs.get(&blob_key).await.unwrap().is_some());
-    let r = c.get(app.url("/user")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    c.get(app.url("/user")).expect_status(StatusCode::OK).await;
 
     // The right password, as a form.
     let r = c
         .delete(app.url("/user"))
         .form(&[("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     let cleared: Vec<&str> = r
         .headers()
         .get_all("set-cookie")
@@ -286,65 +249,53 @@ async fn deleting_the_account_takes_everything_and_ends_every_login() {
 
     // The login counters of the email went with it (before the failed login below adds some).
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM login_throttle WHERE key LIKE '%leaver@%'"
-        )
-        .await,
+        app.count("SELECT COUNT(*) FROM login_throttle WHERE key LIKE '%leaver@%'")
+            .await,
         0
     );
     // Every login is over at once: the other login's token and refresh cookie too.
-    let r = bare
-        .get(app.url("/user"))
+    bare.get(app.url("/user"))
         .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = bare
-        .get(app.url("/user/export"))
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
+    bare.get(app.url("/user/export"))
         .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = bare
-        .post(app.url("/session/refresh"))
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
+    bare.post(app.url("/session/refresh"))
         .header("cookie", format!("pb_refresh={refresh}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app
-        .new_client()
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
+    app.new_client()
         .post(app.url("/session"))
         .json(&json!({"email": "leaver@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
 
     // Nothing of theirs is left; the other user's data is untouched.
     assert!(app.app.blobs.get(&blob_key).await.unwrap().is_none());
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 1);
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM refresh_tokens WHERE user_id NOT IN (SELECT id FROM users)"
         )
         .await,
         0
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM screenshots").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM screenshots").await, 0);
     let left: Vec<String> =
         sqlx::query_scalar("SELECT message_key FROM mail_log ORDER BY message_key")
-            .fetch_all(app.app.db.pool())
+            .fetch_all(&mut *app.sql().await)
             .await
             .unwrap();
-    assert_eq!(left, [keys[4].clone(), keys[3].clone()]);
+    let mut kept = keys[5..].to_vec();
+    kept.sort();
     assert_eq!(
-        count(
-            &app,
+        left, kept,
+        "the other user's mail records stay, the leaver's go"
+    );
+    assert_eq!(
+        app.count(
             "SELECT COUNT(*) FROM resource_counts WHERE user_id NOT IN (SELECT id FROM users)"
         )
         .await,
@@ -357,10 +308,9 @@ async fn deleting_the_account_takes_everything_and_ends_every_login() {
         "https://stayer.example.com/"
     );
     assert_eq!(theirs["resources"].as_array().unwrap().len(), 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM tasks").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM events").await, 1);
-    let r = other.get(app.url("/resources")).send().await.unwrap();
-    let list: Value = r.json().await.unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
+    let list: Value = other.get(app.url("/resources")).fetch_json().await;
     assert_eq!(list["meta"]["total_items"], 1, "{list}");
 
     // The email is free again.
@@ -377,13 +327,7 @@ async fn deleting_the_account_takes_everything_and_ends_every_login() {
 #[tokio::test]
 async fn both_operations_are_documented_with_their_statuses() {
     let app = TestApp::spawn().await;
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    let doc: Value = r.json().await.unwrap();
+    let doc: Value = app.client.get(app.url("/openapi.json")).fetch_json().await;
     let export = &doc["paths"]["/user/export"]["get"]["responses"];
     for status in ["200", "401"] {
         assert!(export.get(status).is_some(), "export {status}");
@@ -406,27 +350,23 @@ async fn jobs_queued_for_a_deleted_user_finish_quietly() {
     // The welcome mail and the first check are queued; the account is gone before or while they
     // run, and they end as done, not as errors.
     app.register(c, "brief@example.com").await;
-    add_resource(&app, c, "https://brief.example.com/").await;
-    let r = c
-        .delete(app.url("/user"))
+    app.add_resource(c, "https://brief.example.com/").await;
+    c.delete(app.url("/user"))
         .json(&json!({ "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     common::eventually(30, || async {
-        let unfinished = count(&app, "SELECT COUNT(*) FROM jobs WHERE status <> 'done'").await;
+        let unfinished = app
+            .count("SELECT COUNT(*) FROM jobs WHERE status <> 'done'")
+            .await;
         (unfinished == 0).then_some(())
     })
     .await;
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM jobs WHERE last_error IS NOT NULL OR attempts > 1"
-        )
-        .await,
+        app.count("SELECT COUNT(*) FROM jobs WHERE last_error IS NOT NULL OR attempts > 1")
+            .await,
         0
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 0);
     app.stop().await;
 }

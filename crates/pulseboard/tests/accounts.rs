@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{eventually, Options, TestApp, PASSWORD};
+use common::{eventually, Fetch, TestApp, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 async fn the_seed_flow_register_then_logged_in_then_logout() {
     let app = TestApp::spawn().await;
     let c = &app.client;
-    let r = c.get(app.url("/user")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = r.json().await.unwrap();
+    let body: Value = c
+        .get(app.url("/user"))
+        .expect_json(StatusCode::UNAUTHORIZED)
+        .await;
     assert!(body["message"].as_str().unwrap().len() > 5);
 
     let reg = app.register(c, "  Alice@Example.com ").await;
@@ -21,51 +22,34 @@ async fn the_seed_flow_register_then_logged_in_then_logout() {
     assert!(reg["access_token"].as_str().unwrap().split('.').count() == 3);
 
     // Logged in at once, by cookie.
-    let me: Value = c
-        .get(app.url("/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = c.get(app.url("/user")).fetch_json().await;
     assert_eq!(me["email"], "alice@example.com");
     assert!(me.get("password_hash").is_none());
 
-    let r = c.delete(app.url("/session")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = c.get(app.url("/user")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    c.delete(app.url("/session"))
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
+    c.get(app.url("/user"))
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn register_and_login_accept_form_bodies() {
     let app = TestApp::spawn().await;
-    let r = app
-        .client
+    app.client
         .post(app.url("/user"))
         .form(&[("email", "form@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let other = app.new_client();
-    let r = other
+    other
         .post(app.url("/session"))
         .form(&[("email", "FORM@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let me: Value = other
-        .get(app.url("/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect_status(StatusCode::OK)
+        .await;
+    let me: Value = other.get(app.url("/user")).fetch_json().await;
     assert_eq!(me["email"], "form@example.com");
     app.stop().await;
 }
@@ -77,9 +61,8 @@ async fn cookies_are_http_only_and_the_refresh_cookie_is_scoped() {
         .client
         .post(app.url("/user"))
         .json(&json!({"email": "c@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let cookies: Vec<String> = r
         .headers()
         .get_all("set-cookie")
@@ -104,9 +87,8 @@ async fn cookies_are_http_only_and_the_refresh_cookie_is_scoped() {
         .new_client()
         .post(app.url("/api/user"))
         .json(&json!({"email": "d@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let refresh = r
         .headers()
         .get_all("set-cookie")
@@ -122,15 +104,12 @@ async fn cookies_are_http_only_and_the_refresh_cookie_is_scoped() {
 async fn duplicate_email_is_409_with_the_seed_message_case_insensitively() {
     let app = TestApp::spawn().await;
     app.register(&app.client, "dup@example.com").await;
-    let r = app
+    let body: Value = app
         .new_client()
         .post(app.url("/user"))
         .json(&json!({"email": "DUP@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    let body: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::CONFLICT)
+        .await;
     assert_eq!(body["message"], "This email is already taken");
     app.stop().await;
 }
@@ -157,13 +136,7 @@ async fn registration_validates_with_field_details() {
         ),
     ];
     for (body, field) in cases {
-        let r = app
-            .client
-            .post(app.url("/user"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = app.client.post(app.url("/user")).json(&body).fetch().await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let err: Value = r.json().await.unwrap();
         assert_eq!(err["error"], "validation_failed");
@@ -175,51 +148,49 @@ async fn registration_validates_with_field_details() {
 #[tokio::test]
 async fn malformed_bodies_get_clear_4xx() {
     let app = TestApp::spawn().await;
-    let post = |body: &'static str, ct: Option<&'static str>| {
+    let json = Some("application/json");
+    let cases = [
+        ("{\"email\": ", json, StatusCode::BAD_REQUEST),
+        (
+            "{\"email\": 5, \"password\": \"xxxxxxxxxx\"}",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "{\"email\": \"a@b.co\", \"password\": \"xxxxxxxxxx\", \"admin\": true}",
+            json,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "email=a",
+            Some("text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        ("{}", None, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ];
+    for (body, content_type, want) in cases {
         let mut req = app.client.post(app.url("/user")).body(body);
-        if let Some(ct) = ct {
+        if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        req.send()
-    };
-    let r = post("{\"email\": ", Some("application/json"))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = post(
-        "{\"email\": 5, \"password\": \"xxxxxxxxxx\"}",
-        Some("application/json"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = post(
-        "{\"email\": \"a@b.co\", \"password\": \"xxxxxxxxxx\", \"admin\": true}",
-        Some("application/json"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let msg: Value = r.json().await.unwrap();
-    assert!(msg["message"].as_str().unwrap().contains("admin"), "{msg}");
-    let r = post("email=a", Some("text/plain")).await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let r = post("{}", None).await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let r = req.fetch().await;
+        assert_eq!(r.status(), want, "{body} as {content_type:?}");
+        if body.contains("admin") {
+            let msg: Value = r.json().await.unwrap();
+            assert!(msg["message"].as_str().unwrap().contains("admin"), "{msg}");
+        }
+    }
     let huge = format!(
         "{{\"email\": \"a@b.co\", \"password\": \"{}\"}}",
         "x".repeat(200_000)
     );
-    let r = app
+    let err: Value = app
         .client
         .post(app.url("/user"))
         .header("content-type", "application/json")
         .body(huge)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let err: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::PAYLOAD_TOO_LARGE)
+        .await;
     assert_eq!(err["error"], "payload_too_large");
     app.stop().await;
 }
@@ -232,15 +203,13 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
     let a = c
         .post(app.url("/session"))
         .json(&json!({"email": "known@example.com", "password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let b = c
         .post(app.url("/session"))
         .json(&json!({"email": "unknown@example.com", "password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(a.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(b.status(), StatusCode::UNAUTHORIZED);
     let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
@@ -250,14 +219,7 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
 
 #[tokio::test]
 async fn repeated_failures_are_throttled_with_retry_after() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.auth.login_max_failures = 3,
-    )
-    .await;
+    let app = TestApp::spawn_configured(|c| c.auth.login_max_failures = 3).await;
     app.register(&app.client, "victim@example.com").await;
     let c = app.new_client();
     let attempt = || {
@@ -277,13 +239,10 @@ async fn repeated_failures_are_throttled_with_retry_after() {
         .unwrap();
     assert!((1..=900).contains(&retry), "{retry}");
     // Even the right password waits until the window passes.
-    let r = c
-        .post(app.url("/session"))
+    c.post(app.url("/session"))
         .json(&json!({"email": "victim@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        .expect_status(StatusCode::TOO_MANY_REQUESTS)
+        .await;
     app.stop().await;
 }
 
@@ -321,36 +280,27 @@ async fn expired_access_token_is_401_and_refresh_brings_it_back() {
         .unwrap()
         .to_owned();
     let stale = expired_token(&app, reg["id"].as_i64().unwrap(), &sid);
-    let r = app
+    let msg: Value = app
         .new_client()
         .get(app.url("/user"))
         .bearer_auth(&stale)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let msg: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::UNAUTHORIZED)
+        .await;
     assert!(
         msg["message"].as_str().unwrap().contains("expired"),
         "{msg}"
     );
 
-    let r = app
+    let fresh: Value = app
         .client
         .post(app.url("/session/refresh"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let fresh: Value = r.json().await.unwrap();
-    let r = app
-        .new_client()
+        .expect_json(StatusCode::OK)
+        .await;
+    app.new_client()
         .get(app.url("/user"))
         .bearer_auth(fresh["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     app.stop().await;
 }
 
@@ -363,50 +313,36 @@ fn refresh_cookie(r: &reqwest::Response) -> Option<String> {
         .map(|c| c.split(';').next().unwrap().to_owned())
 }
 
+/// Registers `email` from a client without a cookie jar, so that a test replays cookies by hand;
+/// returns that client and the login's first refresh cookie.
+async fn register_without_jar(app: &TestApp, email: &str) -> (reqwest::Client, String) {
+    let raw = reqwest::Client::new();
+    let r = app.register_response(&raw, email).await;
+    (raw, refresh_cookie(&r).expect("a refresh cookie"))
+}
+
 #[tokio::test]
 async fn reusing_a_rotated_refresh_token_revokes_the_login() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.auth.refresh_grace_secs = 0,
-    )
-    .await;
-    let raw = reqwest::Client::new(); // no cookie jar: we replay cookies by hand
-    let r = raw
-        .post(app.url("/user"))
-        .json(&json!({"email": "reuse@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let first = refresh_cookie(&r).unwrap();
+    let app = TestApp::spawn_configured(|c| c.auth.refresh_grace_secs = 0).await;
+    let (raw, first) = register_without_jar(&app, "reuse@example.com").await;
     let r = raw
         .post(app.url("/session/refresh"))
         .header("cookie", &first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let second = refresh_cookie(&r).expect("rotated token");
     assert_ne!(first, second);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // The thief replays the first token: refused, and the whole login is revoked…
-    let r = raw
-        .post(app.url("/session/refresh"))
+    raw.post(app.url("/session/refresh"))
         .header("cookie", &first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
     // …so the legitimate holder of the second token is logged out too.
-    let r = raw
-        .post(app.url("/session/refresh"))
+    raw.post(app.url("/session/refresh"))
         .header("cookie", &second)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
     app.stop().await;
 }
 
@@ -414,12 +350,7 @@ async fn reusing_a_rotated_refresh_token_revokes_the_login() {
 async fn two_tabs_refreshing_at_once_stay_logged_in() {
     let app = TestApp::spawn().await;
     let raw = reqwest::Client::new();
-    let r = raw
-        .post(app.url("/user"))
-        .json(&json!({"email": "tabs@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.register_response(&raw, "tabs@example.com").await;
     let token = refresh_cookie(&r).unwrap();
     let (a, b) = tokio::join!(
         raw.post(app.url("/session/refresh"))
@@ -452,38 +383,27 @@ async fn logout_revokes_bearer_tokens_too() {
     assert_eq!(
         api.get(app.url("/user"))
             .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::OK
     );
     assert_eq!(
-        app.client
-            .delete(app.url("/session"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.client.delete(app.url("/session")).fetch_status().await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
         api.get(app.url("/user"))
             .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::UNAUTHORIZED
     );
     // And the refresh token is dead.
     assert_eq!(
         app.client
             .post(app.url("/session/refresh"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::UNAUTHORIZED
     );
     app.stop().await;
@@ -493,34 +413,26 @@ async fn logout_revokes_bearer_tokens_too() {
 async fn cross_site_writes_are_refused_and_allowed_origins_get_cors() {
     let app = TestApp::spawn().await;
     app.register(&app.client, "csrf@example.com").await;
-    let r = app
-        .client
+    app.client
         .post(app.url("/tasks"))
         .header("origin", "http://evil.example")
         .json(&json!({"title": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = app
-        .client
+        .expect_status(StatusCode::FORBIDDEN)
+        .await;
+    app.client
         .post(app.url("/tasks"))
         .header("sec-fetch-site", "cross-site")
         .json(&json!({"title": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        .expect_status(StatusCode::FORBIDDEN)
+        .await;
     // The configured web-app origin (nginx on port 80) may call with credentials.
     let r = app
         .client
         .post(app.url("/tasks"))
         .header("origin", "http://localhost")
         .json(&json!({"title": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .expect_status(StatusCode::CREATED)
+        .await;
     assert_eq!(
         r.headers()["access-control-allow-origin"],
         "http://localhost"
@@ -532,9 +444,8 @@ async fn cross_site_writes_are_refused_and_allowed_origins_get_cors() {
         .header("origin", "http://localhost")
         .header("access-control-request-method", "PATCH")
         .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert!(pre.status().is_success());
     assert!(pre.headers()["access-control-allow-methods"]
         .to_str()
@@ -545,9 +456,8 @@ async fn cross_site_writes_are_refused_and_allowed_origins_get_cors() {
         .request(reqwest::Method::OPTIONS, app.url("/tasks"))
         .header("origin", "http://evil.example")
         .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert!(pre.headers().get("access-control-allow-origin").is_none());
     app.stop().await;
 }
@@ -557,14 +467,11 @@ async fn registration_enqueues_the_welcome_email_and_the_worker_writes_it() {
     let app = TestApp::spawn_with_worker().await;
     app.register(&app.client, "welcome@example.com").await;
     // A failed duplicate registration enqueues nothing (its transaction rolled back).
-    let r = app
-        .new_client()
+    app.new_client()
         .post(app.url("/user"))
         .json(&json!({"email": "welcome@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
+        .expect_status(StatusCode::CONFLICT)
+        .await;
     let outbox = app.data_dir.join("outbox");
     let mail = eventually(10, || {
         let outbox = outbox.clone();
@@ -577,11 +484,8 @@ async fn registration_enqueues_the_welcome_email_and_the_worker_writes_it() {
     assert!(mail.contains("To: welcome@example.com"), "{mail}");
     assert!(mail.contains("Subject: Welcome to Pulseboard"), "{mail}");
     assert!(mail.contains("text/plain") && mail.contains("text/html"));
-    let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE kind = 'welcome_email'")
-        .fetch_one(app.app.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(n.0, 1);
+    let welcome = "SELECT COUNT(*) FROM jobs WHERE kind = 'welcome_email'";
+    assert_eq!(app.count(welcome).await, 1);
     app.stop().await;
 }
 
@@ -589,11 +493,7 @@ async fn registration_enqueues_the_welcome_email_and_the_worker_writes_it() {
 async fn passwords_never_reach_the_database_in_clear() {
     let app = TestApp::spawn().await;
     app.register(&app.client, "hash@example.com").await;
-    let (hash,): (String,) =
-        sqlx::query_as("SELECT password_hash FROM users WHERE email = 'hash@example.com'")
-            .fetch_one(app.app.db.pool())
-            .await
-            .unwrap();
+    let hash = app.user("hash@example.com").await.password_hash;
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(PASSWORD));
     app.stop().await;
@@ -616,9 +516,8 @@ async fn registration_accepts_the_forms_repeat_field_and_names_it_when_it_differ
             .new_client()
             .post(app.url("/user"))
             .json(&json!({"email": email, "password": PASSWORD, field: PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "JSON with {field}");
         let form_email = format!("form-repeat{i}@example.com");
         let c = app.new_client();
@@ -629,18 +528,10 @@ async fn registration_accepts_the_forms_repeat_field_and_names_it_when_it_differ
                 ("password", PASSWORD),
                 (field, PASSWORD),
             ])
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "form with {field}");
-        let me: Value = c
-            .get(app.url("/user"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me: Value = c.get(app.url("/user")).fetch_json().await;
         assert_eq!(me["email"], form_email);
     }
 
@@ -664,15 +555,13 @@ async fn registration_accepts_the_forms_repeat_field_and_names_it_when_it_differ
             app.client
                 .post(app.url("/user"))
                 .json(&json_body)
-                .send()
-                .await
-                .unwrap(),
+                .fetch()
+                .await,
             app.client
                 .post(app.url("/user"))
                 .form(&form_body)
-                .send()
-                .await
-                .unwrap(),
+                .fetch()
+                .await,
         ] {
             assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
             let body: Value = r.json().await.unwrap();
@@ -689,9 +578,8 @@ async fn registration_accepts_the_forms_repeat_field_and_names_it_when_it_differ
             .new_client()
             .post(app.url("/session"))
             .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(
             r.status(),
             StatusCode::UNAUTHORIZED,
@@ -700,82 +588,54 @@ async fn registration_accepts_the_forms_repeat_field_and_names_it_when_it_differ
     }
 
     // A bad email is still reported along with the mismatch.
-    let r = app
+    let body: Value = app
         .client
         .post(app.url("/user"))
         .json(&json!({"email": "not-an-email", "password": PASSWORD, "password_repeat": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     assert!(body["details"]["email"].is_string(), "{body}");
     assert!(body["details"]["password_repeat"].is_string(), "{body}");
 
     // Any other unknown field is still refused, in both body forms; login takes no repeat field.
-    let r = app
+    let body: Value = app
         .client
         .post(app.url("/user"))
         .json(&json!({"email": "x1@example.com", "password": PASSWORD, "password2": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     assert!(
         body["message"].as_str().unwrap().contains("password2"),
         "{body}"
     );
-    let r = app
-        .client
+    app.client
         .post(app.url("/user"))
         .form(&[
             ("email", "x2@example.com"),
             ("password", PASSWORD),
             ("password2", PASSWORD),
         ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    app
         .client
         .post(app.url("/session"))
         .json(&json!({"email": "repeat0@example.com", "password": PASSWORD, "password_repeat": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY).await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn put_session_refreshes_like_post_session_refresh() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.auth.refresh_grace_secs = 0,
-    )
-    .await;
-    let raw = reqwest::Client::new(); // no cookie jar: we replay cookies by hand
-    let r = raw
-        .post(app.url("/user"))
-        .json(&json!({"email": "put@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let first = refresh_cookie(&r).unwrap();
+    let app = TestApp::spawn_configured(|c| c.auth.refresh_grace_secs = 0).await;
+    let (raw, first) = register_without_jar(&app, "put@example.com").await;
 
     // PUT /session rotates the token and answers what POST /session/refresh answers.
     let r = raw
         .put(app.url("/session"))
         .header("cookie", &first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let cookies: Vec<String> = r
         .headers()
         .get_all("set-cookie")
@@ -799,22 +659,17 @@ async fn put_session_refreshes_like_post_session_refresh() {
     let put: Value = r.json().await.unwrap();
     assert_eq!(put["token_type"], "Bearer");
     assert!(put["expires_in"].as_u64().unwrap() > 0);
-    let r = raw
-        .get(app.url("/user"))
+    raw.get(app.url("/user"))
         .bearer_auth(put["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
 
     // The same token through the other route: POST /session/refresh rotates it again.
     let r = raw
         .post(app.url("/session/refresh"))
         .header("cookie", &second)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let third = refresh_cookie(&r).expect("rotated again");
     let post: Value = r.json().await.unwrap();
     let mut keys: Vec<_> = post.as_object().unwrap().keys().collect();
@@ -824,18 +679,17 @@ async fn put_session_refreshes_like_post_session_refresh() {
     assert_eq!(keys, put_keys);
 
     // Without a cookie: the same 401.
-    let r = raw.put(app.url("/session")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    raw.put(app.url("/session"))
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
 
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // Replaying a rotated token through PUT revokes the login…
     let r = raw
         .put(app.url("/session"))
         .header("cookie", &first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
     assert!(r
         .headers()
         .get_all("set-cookie")
@@ -845,14 +699,12 @@ async fn put_session_refreshes_like_post_session_refresh() {
     for r in [
         raw.put(app.url("/session"))
             .header("cookie", &third)
-            .send()
-            .await
-            .unwrap(),
+            .fetch()
+            .await,
         raw.post(app.url("/session/refresh"))
             .header("cookie", &third)
-            .send()
-            .await
-            .unwrap(),
+            .fetch()
+            .await,
     ] {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
@@ -863,22 +715,22 @@ async fn put_session_refreshes_like_post_session_refresh() {
 async fn put_session_under_the_api_prefix_uses_its_cookie_path() {
     let app = TestApp::spawn().await;
     let c = &app.client; // a cookie jar: the browser's behaviour
-    let r = c
-        .post(app.url("/api/user"))
+    c.post(app.url("/api/user"))
         .json(&json!({"email": "api-put@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = c.put(app.url("/api/session")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
+    let r = c
+        .put(app.url("/api/session"))
+        .expect_status(StatusCode::OK)
+        .await;
     let refreshed = refresh_cookie(&r).expect("rotated");
     assert!(r.headers().get_all("set-cookie").iter().any(|v| v
         .to_str()
         .unwrap()
         .starts_with(&refreshed)
         && v.to_str().unwrap().contains("Path=/api/session;")));
-    let r = c.get(app.url("/api/user")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    c.get(app.url("/api/user"))
+        .expect_status(StatusCode::OK)
+        .await;
     app.stop().await;
 }

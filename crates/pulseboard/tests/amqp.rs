@@ -6,8 +6,11 @@
 
 mod common;
 
-use common::proxy::{target_of, Proxy};
 use common::{amqp_test_url, eventually, Options, TestApp};
+use common::{
+    proxy::{target_of, Proxy},
+    Fetch,
+};
 use pulseboard_jobs::amqp;
 use pulseboard_jobs::handlers::Noop;
 use pulseboard_storage::jobs;
@@ -49,7 +52,7 @@ async fn enqueue_many(app: &TestApp, prefix: &str, n: usize) -> Vec<i64> {
 async fn count_status(app: &TestApp, status: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE status = $1")
         .bind(status)
-        .fetch_one(app.app.db.pool())
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap();
     n
@@ -102,28 +105,13 @@ async fn jobs_wait_in_rabbitmq_until_a_worker_takes_them_once() {
     // The admin view says where the jobs go and what waits in the broker.
     let admin = app.client.clone();
     app.register(&admin, "root@example.com").await;
-    pulseboard_storage::users::set_role(
-        app.app.db.pool(),
-        &pulseboard_domain::Email::parse("root@example.com").unwrap(),
-        pulseboard_domain::Role::Admin,
-        pulseboard_domain::Timestamp::now(),
-    )
-    .await
-    .unwrap();
+    app.promote("root@example.com").await;
     admin
         .post(app.url("/session"))
         .json(&serde_json::json!({"email": "root@example.com", "password": common::PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let view: serde_json::Value = admin
-        .get(app.url("/admin/queues"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
+    let view: serde_json::Value = admin.get(app.url("/admin/queues")).fetch_json().await;
     assert_eq!(view["backend"], "rabbitmq", "{view}");
     assert_eq!(view["broker"]["connected"], true, "{view}");
     let key = format!("{}.maintenance", app.app.config.jobs.amqp_prefix);
@@ -134,16 +122,10 @@ async fn jobs_wait_in_rabbitmq_until_a_worker_takes_them_once() {
 #[tokio::test]
 async fn quorum_queues_carry_jobs_too() {
     let url = amqp_test_url();
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| {
-            c.jobs.amqp_url = url;
-            c.jobs.amqp_quorum = true;
-        },
-    )
+    let app = TestApp::spawn_with_worker_configured(|c| {
+        c.jobs.amqp_url = url;
+        c.jobs.amqp_quorum = true;
+    })
     .await;
     enqueue_many(&app, "quorum", 20).await;
     eventually(20, || async {
@@ -163,14 +145,7 @@ async fn a_rabbitmq_outage_loses_no_job() {
     let real = amqp_test_url();
     let proxy = Proxy::start(&target_of(&real)).await;
     let via_proxy = proxy.url_for(&real);
-    let mut app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.amqp_url = via_proxy,
-    )
-    .await;
+    let mut app = TestApp::spawn_with_worker_configured(|c| c.jobs.amqp_url = via_proxy).await;
     // Clean up through the broker itself: the proxy runs on this test's (blocked) thread then.
     app.amqp.as_mut().unwrap().0.url = real.clone();
     enqueue_many(&app, "before", 50).await;
@@ -192,7 +167,7 @@ async fn a_rabbitmq_outage_loses_no_job() {
     let waiting: (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND published_at IS NULL",
     )
-    .fetch_one(app.app.db.pool())
+    .fetch_one(&mut *app.sql().await)
     .await
     .unwrap();
     assert_eq!(waiting.0, 100, "unpublished, in the outbox");
@@ -214,14 +189,7 @@ async fn a_rabbitmq_outage_loses_no_job() {
 #[tokio::test]
 async fn a_queue_deleted_under_the_app_is_declared_again() {
     let url = amqp_test_url();
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.amqp_url = url,
-    )
-    .await;
+    let app = TestApp::spawn_with_worker_configured(|c| c.jobs.amqp_url = url).await;
     enqueue_many(&app, "first", 5).await;
     eventually(20, || async {
         (count_status(&app, "done").await == 5).then_some(())
@@ -295,24 +263,13 @@ async fn two_relays_publish_each_job_once() {
 #[tokio::test]
 async fn a_dead_job_is_dead_lettered_in_the_table_and_the_broker() {
     let url = amqp_test_url();
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.amqp_url = url,
-    )
-    .await;
+    let app = TestApp::spawn_with_worker_configured(|c| c.jobs.amqp_url = url).await;
     let id = app
-        .app
-        .queue
         .enqueue(&Noop {
             fatal: true,
             ..noop("doomed".into())
         })
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     let j = eventually(20, || async {
         let j = jobs::get(&app.app.db, id).await.unwrap().unwrap();
         (j.status == "dead").then_some(j)

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{tempdir, Options, TestApp, PASSWORD};
+use common::{tempdir, Fetch, Options, TestApp};
 use pulseboard::backup;
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -15,9 +14,7 @@ use std::sync::Arc;
 const EMAIL: &str = "backup@example.com";
 
 fn png() -> Vec<u8> {
-    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
-    b.extend_from_slice(&[7u8; 64]);
-    b
+    common::png(7, 64)
 }
 
 /// The real binary, with only the data folder (SQLite) from the environment.
@@ -51,37 +48,18 @@ fn text(out: &std::process::Output) -> String {
 /// An app (API only) on SQLite in `data_dir`, whatever DATABASE_URL says.
 async fn sqlite_app_on(data_dir: &Path) -> TestApp {
     let dir = data_dir.to_path_buf();
-    TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        move |c| {
-            c.data_dir = dir;
-            c.database.url = String::new();
-        },
-    )
+    TestApp::spawn_configured(move |c| {
+        c.data_dir = dir;
+        c.database.url = String::new();
+    })
     .await
 }
 
 /// Logs in with a new client and returns it with the titles of the user's tasks.
 async fn login_and_list(app: &TestApp) -> (reqwest::Client, Vec<Value>) {
     let c = app.new_client();
-    let r = c
-        .post(app.url("/session"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "login after restore");
-    let tasks: Vec<Value> = c
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    app.login(&c, EMAIL).await;
+    let tasks: Vec<Value> = c.get(app.url("/tasks")).fetch_json().await;
     (c, tasks)
 }
 
@@ -96,40 +74,22 @@ async fn sqlite_backup_while_writing_then_restore_into_a_fresh_folder() {
     let c = &app.client;
     app.register(c, EMAIL).await;
     for i in 0..5 {
-        let r = c
-            .post(app.url("/tasks"))
+        c.post(app.url("/tasks"))
             .json(&json!({"title": format!("before {i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+            .expect_status(StatusCode::CREATED)
+            .await;
     }
     // A resource with an uploaded screenshot (a blob), and one blob written through the API.
     let r = c
         .post(app.url("/resources"))
         .json(&json!({"url": "https://backup.example.com/"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .expect_status(StatusCode::CREATED)
+        .await;
     let uuid = r.json::<Value>().await.unwrap()["uuid"]
         .as_str()
         .unwrap()
         .to_owned();
-    let form = Form::new().part(
-        "file",
-        Part::bytes(png())
-            .file_name("shot.png")
-            .mime_str("image/png")
-            .unwrap(),
-    );
-    let r = c
-        .post(app.url(&format!("/resources/{uuid}")))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    app.upload_screenshot(c, &uuid, png()).await;
     app.app
         .blobs
         .put("extra-blob.bin", b"hello blobs".to_vec())
@@ -145,13 +105,10 @@ async fn sqlite_backup_while_writing_then_restore_into_a_fresh_folder() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let r = c
-                    .post(&url)
+                c.post(&url)
                     .json(&json!({"title": format!("during {i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), StatusCode::CREATED);
+                    .expect_status(StatusCode::CREATED)
+                    .await;
                 written.fetch_add(1, Ordering::Relaxed);
             }
         })
@@ -236,10 +193,8 @@ async fn sqlite_backup_while_writing_then_restore_into_a_fresh_folder() {
     assert!(tasks.iter().any(|t| t["title"] == "before 0"));
     let r = rc
         .get(restored.url(&format!("/resources/{uuid}/screenshot")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), png().as_slice());
     assert_eq!(
         restored
@@ -373,4 +328,125 @@ async fn postgres_backup_explains_pg_dump_and_copies_the_files() {
         std::fs::read(target.0.join("jwt.key")).unwrap(),
         std::fs::read(dir.join("jwt.key")).unwrap()
     );
+}
+
+fn names(dirs: &[std::path::PathBuf]) -> Vec<String> {
+    dirs.iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `backup.keep`: each scheduled backup deletes the oldest beyond it, and only scheduled ones
+/// (a `pulseboard backup` folder and an unfinished folder in the same place stay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_keep_the_newest_and_leave_other_folders_alone() {
+    let app = TestApp::spawn().await;
+    app.register(&app.client, EMAIL).await;
+    let out = tempdir::Dir::new();
+    let mut config = (*app.app.config).clone();
+    config.backup.dir = out.0.clone();
+    config.backup.keep = 2;
+    let manual = out.0.join("pulseboard-20200101T000000Z");
+    backup::backup(&config, Some(manual.clone()))
+        .await
+        .expect("manual backup");
+    let unfinished = out.0.join("20200101T000000Z");
+    std::fs::create_dir_all(&unfinished).unwrap();
+
+    let t0 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+    let mut reports = vec![];
+    for i in 0..4 {
+        reports.push(
+            backup::scheduled(&config, t0 + i * 60_000)
+                .await
+                .expect("scheduled backup"),
+        );
+    }
+    let kept = backup::finished_backups(&out.0);
+    assert_eq!(
+        names(&kept),
+        ["20270115T080200Z", "20270115T080300Z"],
+        "the newest two"
+    );
+    assert!(
+        manual.join("manifest.json").is_file(),
+        "a manual backup stays"
+    );
+    assert!(
+        unfinished.is_dir(),
+        "an unfinished folder is not counted or deleted"
+    );
+    let last = &reports[3];
+    assert_eq!(last.dir, out.0.join("20270115T080300Z"));
+    assert!(
+        last.lines
+            .iter()
+            .any(|l| l.starts_with("removed") && l.contains("20270115T080100Z")),
+        "{:?}",
+        last.lines
+    );
+    // The same content as `pulseboard backup`.
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(kept[1].join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["format"], backup::FORMAT);
+    assert!(kept[1].join("jwt.key").is_file());
+    if common::postgres_admin_url().is_some() {
+        assert_eq!(m["database"]["included"], false);
+        assert!(
+            last.lines.iter().any(|l| l.contains("pg_dump")),
+            "{:?}",
+            last.lines
+        );
+    } else {
+        assert_eq!(m["database"]["included"], true);
+        assert!(kept[1].join("pulseboard.db").is_file());
+    }
+    assert_eq!(counted(&m, "users"), 1);
+    app.stop().await;
+}
+
+/// `backup.schedule` in a running scheduler: a backup at each occurrence (every second here),
+/// never more than `backup.keep` once a backup has finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_takes_backups_on_backup_schedule_and_keeps_backup_keep() {
+    let out = tempdir::Dir::new();
+    let dir = out.0.clone();
+    let app = TestApp::spawn_with(
+        Options {
+            worker: false,
+            scheduler: true,
+        },
+        move |c| {
+            c.backup.schedule = "* * * * * *".into();
+            c.backup.dir = dir;
+            c.backup.keep = 2;
+        },
+    )
+    .await;
+    app.register(&app.client, EMAIL).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut most = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = backup::finished_backups(&out.0);
+        // Between a backup's manifest and the pruning after it, keep + 1 exist for a moment.
+        most = most.max(now.len());
+        seen.extend(names(&now));
+        if seen.len() >= 4 && now.len() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backups seen: {seen:?}, now: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(most <= 3, "at most keep + 1 at any time, saw {most}");
+    app.stop().await;
+    // Stopping lets a backup already started finish; afterwards the newest two remain.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let left = names(&backup::finished_backups(&out.0));
+    seen.extend(left.iter().cloned());
+    let newest: Vec<String> = seen.iter().rev().take(2).rev().cloned().collect();
+    assert_eq!(left, newest, "the newest two of {seen:?} remain");
 }

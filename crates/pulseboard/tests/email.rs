@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::smtp::SmtpServer;
 use common::{eventually, Options, TestApp};
+use common::{smtp::SmtpServer, Fetch};
 use pulseboard_jobs::handlers::digest_sweep;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -63,12 +63,8 @@ async fn a_451_is_retried_and_the_mail_arrives_once() {
     app.register(&app.client, "retry@example.com").await;
     eventually(15, || async { (smtp.received().len() == 1).then_some(()) }).await;
     let (status, attempts): (String, i64) = eventually(10, || async {
-        let row: (String, i64) =
-            sqlx::query_as("SELECT status, attempts FROM jobs WHERE kind = 'welcome_email'")
-                .fetch_one(app.app.db.pool())
-                .await
-                .unwrap();
-        (row.0 == "done").then_some(row)
+        let job = app.job_of_kind("welcome_email").await;
+        (job.status == "done").then_some((job.status, job.attempts))
     })
     .await;
     assert_eq!((status.as_str(), attempts), ("done", 2));
@@ -84,13 +80,8 @@ async fn a_550_dead_letters_the_mail_with_the_servers_reply() {
     let app = app_with_smtp(&smtp, true).await;
     app.register(&app.client, "reject@example.com").await;
     let (attempts, error): (i64, String) = eventually(10, || async {
-        let row: (String, i64, Option<String>) = sqlx::query_as(
-            "SELECT status, attempts, last_error FROM jobs WHERE kind = 'welcome_email'",
-        )
-        .fetch_one(app.app.db.pool())
-        .await
-        .unwrap();
-        (row.0 == "dead").then(|| (row.1, row.2.unwrap_or_default()))
+        let job = app.job_of_kind("welcome_email").await;
+        (job.status == "dead").then(|| (job.attempts, job.last_error.unwrap_or_default()))
     })
     .await;
     assert_eq!(attempts, 1, "permanent errors are not retried");
@@ -114,18 +105,13 @@ async fn user_with_tasks(
         let t: Value = c
             .post(app.url("/tasks"))
             .json(&json!({"title": format!("{email} task {i}")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .fetch_json()
+            .await;
         if i >= undone {
             c.patch(app.url(&format!("/tasks/{}", t["id"])))
                 .json(&json!({"done": true}))
-                .send()
-                .await
-                .unwrap();
+                .fetch()
+                .await;
         }
     }
     c
@@ -163,7 +149,7 @@ async fn the_digest_says_the_right_thing_in_each_case_once_per_day() {
             "SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS BIGINT) \
              FROM jobs WHERE kind IN ('digest_batch', 'digest_email')",
         )
-        .fetch_one(app.app.db.pool())
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap();
         (n.0 > 0 && n.0 == n.1).then_some(())
@@ -249,7 +235,7 @@ async fn a_digest_refused_inside_a_batch_gets_a_job_of_its_own_and_the_others_go
         let jobs: Vec<(String, String)> = sqlx::query_as(
             "SELECT kind, status FROM jobs WHERE kind LIKE 'digest_%' ORDER BY kind",
         )
-        .fetch_all(app.app.db.pool())
+        .fetch_all(&mut *app.sql().await)
         .await
         .unwrap();
         (jobs
@@ -274,7 +260,7 @@ fn at(rfc3339: &str) -> i64 {
 async fn digest_keys(app: &TestApp) -> Vec<String> {
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT payload FROM jobs WHERE kind = 'digest_batch'")
-            .fetch_all(app.app.db.pool())
+            .fetch_all(&mut *app.sql().await)
             .await
             .unwrap();
     let mut keys: Vec<String> = rows
@@ -298,23 +284,13 @@ async fn digest_keys(app: &TestApp) -> Vec<String> {
 async fn a_user_in_utc_plus_3_gets_the_digest_at_21_utc() {
     let app = TestApp::spawn().await;
     let moscow = user_with_tasks(&app, "msk@example.com", 1, 0).await;
-    let r = moscow
+    let msk_id: Value = moscow
         .patch(app.url("/user"))
         .json(&json!({"time_zone": "Europe/Moscow"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let msk_id: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::OK)
+        .await;
     let utc = user_with_tasks(&app, "utc@example.com", 1, 0).await;
-    let utc_id: Value = utc
-        .get(app.url("/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let utc_id: Value = utc.get(app.url("/user")).fetch_json().await;
     let ctx = app.app.job_context();
     digest_sweep(&ctx, at("2030-01-10T20:59:00Z"))
         .await
@@ -372,29 +348,25 @@ async fn settings_validate_and_turning_the_digest_off_is_respected() {
         (json!({"time_zone": "Mars/Base"}), "time_zone"),
         (json!({"locale": "fr"}), "locale"),
     ] {
-        let r = c.patch(app.url("/user")).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let e: Value = r.json().await.unwrap();
+        let e: Value = c
+            .patch(app.url("/user"))
+            .json(&body)
+            .expect_json(StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
         assert!(e["details"][field].is_string(), "{e}");
     }
     assert_eq!(
         c.patch(app.url("/user"))
             .json(&json!({"email": "x@y.z"}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let me: Value = c
         .patch(app.url("/user"))
         .json(&json!({"digest_enabled": false, "locale": "ru"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(me["digest_enabled"], false);
     assert_eq!(me["locale"], "ru");
     let ctx = app.app.job_context();
@@ -411,46 +383,23 @@ async fn settings_validate_and_turning_the_digest_off_is_respected() {
 async fn the_unsubscribe_link_works_without_login_and_only_when_signed() {
     let app = TestApp::spawn_with_worker().await;
     let c = user_with_tasks(&app, "unsub@example.com", 1, 0).await;
-    let me: Value = c
-        .get(app.url("/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = c.get(app.url("/user")).fetch_json().await;
     let id = me["id"].as_i64().unwrap();
     let link = pulseboard_mail::unsubscribe::link(&app.base, &app.app.signing_key, id);
     let guest = app.new_client();
-    let page = guest.get(&link).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
+    let page = guest.get(&link).expect_status(StatusCode::OK).await;
     assert!(
         page.text().await.unwrap().contains("<form method=\"post\""),
         "GET only asks; scanners must not unsubscribe"
     );
-    let me: Value = c
-        .get(app.url("/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = c.get(app.url("/user")).fetch_json().await;
     assert_eq!(me["digest_enabled"], true);
-    let done = guest.post(&link).send().await.unwrap();
-    assert_eq!(done.status(), StatusCode::OK);
-    let me: Value = c
-        .get(app.url("/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    guest.post(&link).expect_status(StatusCode::OK).await;
+    let me: Value = c.get(app.url("/user")).fetch_json().await;
     assert_eq!(me["digest_enabled"], false);
     let forged = app.url(&format!("/unsubscribe?u={}&t={}", id + 1, "00".repeat(32)));
     assert_eq!(
-        guest.post(&forged).send().await.unwrap().status(),
+        guest.post(&forged).fetch_status().await,
         StatusCode::NOT_FOUND
     );
     app.stop().await;
@@ -463,33 +412,25 @@ async fn run_welcome_job_again(app: &TestApp) {
          published_at = NULL WHERE kind = 'welcome_email'",
     )
     .bind(pulseboard_domain::Timestamp::now())
-    .execute(app.app.db.pool())
+    .execute(&mut *app.sql().await)
     .await
     .unwrap();
     app.app.queue.wake();
     eventually(10, || async {
-        let (status, attempts): (String, i64) =
-            sqlx::query_as("SELECT status, attempts FROM jobs WHERE kind = 'welcome_email'")
-                .fetch_one(app.app.db.pool())
-                .await
-                .unwrap();
-        (status == "done" && attempts == 2).then_some(())
+        let job = app.job_of_kind("welcome_email").await;
+        (job.status == "done" && job.attempts == 2).then_some(())
     })
     .await;
 }
 
 /// The welcome mail's Message-ID, derived from its key ("welcome:USER"), and its mail_log row.
 async fn welcome_id_and_log(app: &TestApp, email: &str) -> (String, (String, Option<String>)) {
-    let (user,): (i64,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
-        .bind(email)
-        .fetch_one(app.app.db.pool())
-        .await
-        .unwrap();
+    let user = app.user(email).await.id;
     let key = format!("welcome:{user}");
     let log: (String, Option<String>) =
         sqlx::query_as("SELECT state, message_id FROM mail_log WHERE message_key = $1")
             .bind(&key)
-            .fetch_one(app.app.db.pool())
+            .fetch_one(&mut *app.sql().await)
             .await
             .unwrap();
     (app.app.mailer.message_id(&key, email), log)
@@ -535,7 +476,7 @@ async fn a_mail_whose_sending_was_interrupted_goes_again_with_the_same_message_i
     .await;
     // As if the worker had died between the relay's 250 and recording it.
     sqlx::query("UPDATE mail_log SET state = 'sending'")
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     run_welcome_job_again(&app).await;

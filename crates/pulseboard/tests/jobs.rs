@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{eventually, Options, TestApp, PASSWORD};
-use pulseboard_domain::{Email, Role, Timestamp};
+use common::{eventually, Fetch, TestApp};
+use pulseboard_domain::Timestamp;
 use pulseboard_jobs::handlers::Noop;
 use pulseboard_jobs::scheduler::{Entry, Pending, Scheduler};
 use pulseboard_storage::jobs::{self, JobRow};
@@ -29,6 +29,13 @@ async fn wait_status(app: &TestApp, id: i64, status: &str, secs: u64) -> JobRow 
     .await
 }
 
+/// A no-op job with idempotency key `key`, changed by `set` (how long it sleeps, how it fails).
+fn noop_with(key: &str, set: impl FnOnce(&mut Noop)) -> Noop {
+    let mut job = noop(key);
+    set(&mut job);
+    job
+}
+
 fn noop(key: &str) -> Noop {
     Noop {
         key: Some(key.into()),
@@ -39,7 +46,7 @@ fn noop(key: &str) -> Noop {
 #[tokio::test]
 async fn a_job_is_handled_once() {
     let app = TestApp::spawn_with_worker().await;
-    let id = app.app.queue.enqueue(&noop("once")).await.unwrap().unwrap();
+    let id = app.enqueue(&noop("once")).await;
     let j = wait_status(&app, id, "done", 10).await;
     assert_eq!(j.attempts, 1);
     assert!(j.last_error.is_none());
@@ -58,15 +65,8 @@ async fn a_job_is_handled_once() {
 async fn a_job_failing_twice_is_retried_with_backoff_then_succeeds() {
     let app = TestApp::spawn_with_worker().await;
     let id = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            fail_attempts: 2,
-            ..noop("flaky")
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        .enqueue(&noop_with("flaky", |n| n.fail_attempts = 2))
+        .await;
     let j = wait_status(&app, id, "done", 15).await;
     assert_eq!(j.attempts, 3);
     assert!(j.last_error.unwrap().contains("attempt 2"));
@@ -80,37 +80,14 @@ async fn a_job_failing_twice_is_retried_with_backoff_then_succeeds() {
 
 #[tokio::test]
 async fn a_job_that_always_fails_is_dead_lettered_with_its_error() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.max_attempts = 3,
-    )
-    .await;
+    let app = TestApp::spawn_with_worker_configured(|c| c.jobs.max_attempts = 3).await;
     let id = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            fail_attempts: 99,
-            ..noop("doomed")
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        .enqueue(&noop_with("doomed", |n| n.fail_attempts = 99))
+        .await;
     let j = wait_status(&app, id, "dead", 15).await;
     assert_eq!(j.attempts, 3);
     assert!(j.last_error.unwrap().contains("attempt 3"));
-    let fatal = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            fatal: true,
-            ..noop("fatal")
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let fatal = app.enqueue(&noop_with("fatal", |n| n.fatal = true)).await;
     let j = wait_status(&app, fatal, "dead", 10).await;
     assert_eq!(j.attempts, 1, "fatal errors are not retried");
     app.stop().await;
@@ -118,27 +95,14 @@ async fn a_job_that_always_fails_is_dead_lettered_with_its_error() {
 
 #[tokio::test]
 async fn a_job_over_its_timeout_is_retried_as_failed() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| {
-            c.jobs.timeout_secs = 1;
-            c.jobs.max_attempts = 1;
-        },
-    )
+    let app = TestApp::spawn_with_worker_configured(|c| {
+        c.jobs.timeout_secs = 1;
+        c.jobs.max_attempts = 1;
+    })
     .await;
     let id = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            sleep_ms: 3_000,
-            ..noop("slow")
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        .enqueue(&noop_with("slow", |n| n.sleep_ms = 3_000))
+        .await;
     let j = wait_status(&app, id, "dead", 10).await;
     assert!(j.last_error.unwrap().contains("timed out"));
     app.stop().await;
@@ -148,31 +112,21 @@ async fn a_job_over_its_timeout_is_retried_as_failed() {
 /// at once, and the first does no work after its timeout.
 #[tokio::test]
 async fn a_timed_out_attempt_is_stopped_before_the_next_one_starts() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| {
-            c.jobs.timeout_secs = 1;
-            c.jobs.max_attempts = 3;
-        },
-    )
+    let app = TestApp::spawn_with_worker_configured(|c| {
+        c.jobs.timeout_secs = 1;
+        c.jobs.max_attempts = 3;
+    })
     .await;
     let trace = Trace::new(&app, "timeout");
     let started = std::time::Instant::now();
     let id = app
-        .app
-        .queue
         .enqueue(&Noop {
             sleep_ms: 3_000,
             slow_attempts: 1,
             trace_dir: trace.dir(),
             ..noop("timeout")
         })
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     let j = wait_status(&app, id, "done", 10).await;
     assert_eq!(j.attempts, 2);
     assert!(j.last_error.unwrap().contains("timed out"));
@@ -209,7 +163,7 @@ async fn a_rolled_back_transaction_enqueues_nothing() {
         .unwrap();
     tx.commit().await.unwrap();
     let keys: Vec<(String,)> = sqlx::query_as("SELECT idempotency_key FROM jobs ORDER BY id")
-        .fetch_all(app.app.db.pool())
+        .fetch_all(&mut *app.sql().await)
         .await
         .unwrap();
     assert_eq!(keys, vec![("noop:committed".to_owned(),)]);
@@ -220,7 +174,7 @@ async fn a_rolled_back_transaction_enqueues_nothing() {
 async fn lease(app: &TestApp, id: i64) -> (Option<i64>, Option<String>) {
     sqlx::query_as("SELECT locked_until, locked_by FROM jobs WHERE id = $1")
         .bind(id)
-        .fetch_one(app.app.db.pool())
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap()
 }
@@ -259,28 +213,18 @@ impl Drop for Child {
 #[tokio::test]
 async fn a_worker_killed_mid_job_leaves_it_to_another_worker_within_the_lease() {
     const LEASE_SECS: u64 = 2;
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.jobs.timeout_secs = 30;
-            c.jobs.lease_secs = LEASE_SECS;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.jobs.timeout_secs = 30;
+        c.jobs.lease_secs = LEASE_SECS;
+    })
     .await;
     let id = app
-        .app
-        .queue
         .enqueue(&Noop {
             sleep_ms: 20_000,
             slow_attempts: 1,
             ..noop("crash")
         })
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     let mut child = Child(
         std::process::Command::new(env!("CARGO_BIN_EXE_pulseboard"))
             .args(["worker", "--queues", "maintenance"])
@@ -336,16 +280,10 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_worker_within_the_lease() 
 /// with its worker, so it runs once.
 #[tokio::test]
 async fn a_job_longer_than_its_lease_runs_once_while_its_worker_lives() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| {
-            c.jobs.timeout_secs = 30;
-            c.jobs.lease_secs = 2;
-        },
-    )
+    let app = TestApp::spawn_with_worker_configured(|c| {
+        c.jobs.timeout_secs = 30;
+        c.jobs.lease_secs = 2;
+    })
     .await;
     let (tx, rx) = watch::channel(false);
     let second = app
@@ -355,16 +293,12 @@ async fn a_job_longer_than_its_lease_runs_once_while_its_worker_lives() {
     let handle = tokio::spawn(second.run(rx));
     let trace = Trace::new(&app, "long");
     let id = app
-        .app
-        .queue
         .enqueue(&Noop {
             sleep_ms: 5_000,
             trace_dir: trace.dir(),
             ..noop("long")
         })
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     let j = wait_status(&app, id, "done", 20).await;
     assert_eq!(j.attempts, 1, "never claimed by the other worker");
     assert!(trace.has("finished-1"));
@@ -376,26 +310,15 @@ async fn a_job_longer_than_its_lease_runs_once_while_its_worker_lives() {
 
 #[tokio::test]
 async fn a_job_taken_from_its_worker_is_cancelled_there() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.lease_secs = 2,
-    )
-    .await;
+    let app = TestApp::spawn_with_worker_configured(|c| c.jobs.lease_secs = 2).await;
     let trace = Trace::new(&app, "taken");
     let id = app
-        .app
-        .queue
         .enqueue(&Noop {
             sleep_ms: 4_000,
             trace_dir: trace.dir(),
             ..noop("taken")
         })
-        .await
-        .unwrap()
-        .unwrap();
+        .await;
     wait_status(&app, id, "running", 10).await;
     eventually(5, || async { trace.has("running").then_some(()) }).await;
     let started = std::time::Instant::now();
@@ -403,7 +326,7 @@ async fn a_job_taken_from_its_worker_is_cancelled_there() {
     sqlx::query("UPDATE jobs SET locked_by = 'another-worker', locked_until = $1 WHERE id = $2")
         .bind(Timestamp::now() + 60_000)
         .bind(id)
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     // The next heartbeat (every lease / 3) finds it gone and aborts the attempt.
@@ -422,34 +345,11 @@ async fn a_job_taken_from_its_worker_is_cancelled_there() {
 
 #[tokio::test]
 async fn graceful_shutdown_returns_unfinished_jobs_to_the_queue() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.jobs.shutdown_grace_secs = 1,
-    )
-    .await;
+    let app = TestApp::spawn_configured(|c| c.jobs.shutdown_grace_secs = 1).await;
     let slow = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            sleep_ms: 10_000,
-            ..noop("long")
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let quick = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            sleep_ms: 300,
-            ..noop("short")
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        .enqueue(&noop_with("long", |n| n.sleep_ms = 10_000))
+        .await;
+    let quick = app.enqueue(&noop_with("short", |n| n.sleep_ms = 300)).await;
     let (tx, rx) = watch::channel(false);
     let worker = app
         .app
@@ -493,13 +393,8 @@ async fn two_schedulers_fire_an_occurrence_once() {
     let (ra, rb) = tokio::join!(a.fire_if_due(&ea, since), b.fire_if_due(&eb, since));
     let fired = [ra.unwrap(), rb.unwrap()];
     assert_eq!(fired.iter().filter(|f| **f).count(), 1, "{fired:?}");
-    let n: (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'schedule:test-tick:%'",
-    )
-    .fetch_one(app.app.db.pool())
-    .await
-    .unwrap();
-    assert_eq!(n.0, 1);
+    let ticks = "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'schedule:test-tick:%'";
+    assert_eq!(app.count(ticks).await, 1);
     app.stop().await;
 }
 
@@ -530,78 +425,35 @@ async fn after_downtime_a_missed_occurrence_fires_once() {
         !s.fire_if_due(&hourly, ten_hours_ago).await.unwrap(),
         "and only once"
     );
-    let n: (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'schedule:hourly:%'")
-            .fetch_one(app.app.db.pool())
-            .await
-            .unwrap();
-    assert_eq!(n.0, 1);
+    let hourly_jobs = "SELECT COUNT(*) FROM jobs WHERE idempotency_key LIKE 'schedule:hourly:%'";
+    assert_eq!(app.count(hourly_jobs).await, 1);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn admins_see_queues_and_retry_or_discard_dead_jobs() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.max_attempts = 1,
-    )
-    .await;
+    let app = TestApp::spawn_with_worker_configured(|c| c.jobs.max_attempts = 1).await;
     let guest = app.new_client();
     assert_eq!(
-        guest
-            .get(app.url("/admin/queues"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        guest.get(app.url("/admin/queues")).fetch_status().await,
         StatusCode::UNAUTHORIZED
     );
     app.register(&app.client, "boss@example.com").await;
     assert_eq!(
         app.client
             .get(app.url("/admin/queues"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::FORBIDDEN
     );
-    let email = Email::parse("boss@example.com").unwrap();
-    pulseboard_storage::users::set_role(app.app.db.pool(), &email, Role::Admin, Timestamp::now())
-        .await
-        .unwrap();
+    app.promote("boss@example.com").await;
     // The role is carried by the access token: log in again to get an admin one.
     let admin = app.new_client();
-    let r = admin
-        .post(app.url("/session"))
-        .json(&json!({"email": "boss@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    app.login(&admin, "boss@example.com").await;
 
-    let dead = app
-        .app
-        .queue
-        .enqueue(&Noop {
-            fatal: true,
-            ..noop("bad")
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let dead = app.enqueue(&noop_with("bad", |n| n.fatal = true)).await;
     wait_status(&app, dead, "dead", 10).await;
-    let view: Value = admin
-        .get(app.url("/admin/queues"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = admin.get(app.url("/admin/queues")).fetch_json().await;
     assert_eq!(view["queues"]["maintenance"]["dead"], 1);
     assert_eq!(
         view["stale"],
@@ -614,26 +466,69 @@ async fn admins_see_queues_and_retry_or_discard_dead_jobs() {
         .unwrap()
         .contains("fatal"));
 
-    let r = admin
+    admin
         .post(app.url(&format!("/admin/jobs/{dead}/retry")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
     let j = wait_status(&app, dead, "dead", 10).await; // fails again: fatal by design
     assert_eq!(j.attempts, 1, "a retried job starts with fresh attempts");
-    let r = admin
+    admin
         .delete(app.url(&format!("/admin/jobs/{dead}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     assert!(jobs::get(&app.app.db, dead).await.unwrap().is_none());
-    let r = admin
+    admin
         .delete(app.url(&format!("/admin/jobs/{dead}")))
-        .send()
+        .expect_status(StatusCode::NOT_FOUND)
+        .await;
+    app.stop().await;
+}
+
+/// Found by the fault suite: a dead worker's jobs (expired leases) are claimed before queued
+/// ones, so a backlog cannot strand them (ARCHITECTURE.md, "Jobs").
+#[tokio::test]
+async fn expired_leases_are_claimed_before_a_backlog() {
+    let app = TestApp::spawn().await;
+    // A queue no worker of the test app consumes: only the claims below touch it.
+    let queues = ["claim-order".to_owned()];
+    let insert = |key: &'static str, now: i64| {
+        let app = &app;
+        async move {
+            let job = jobs::NewJob {
+                queue: "claim-order",
+                kind: "noop",
+                payload: "{}",
+                max_attempts: 3,
+                run_at: now,
+                idempotency_key: Some(key),
+            };
+            jobs::insert(&mut *app.sql().await, &job, now)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let t0 = Timestamp::now();
+    let stranded = insert("stranded", t0).await;
+    let held = jobs::claim(&app.app.db, &queues, "dead-worker", 1, t0, t0 + 1_000)
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(held.iter().map(|j| j.id).collect::<Vec<_>>(), [stranded]);
+    for key in ["backlog-1", "backlog-2", "backlog-3"] {
+        insert(key, t0).await;
+    }
+    // The dead worker's lease has run out; a live worker with one free slot takes its job first.
+    let later = t0 + 2_000;
+    let next = jobs::claim(
+        &app.app.db,
+        &queues,
+        "live-worker",
+        1,
+        later,
+        later + 30_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), [stranded]);
     app.stop().await;
 }

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{eventually, TestApp, PASSWORD};
+use common::{eventually, Fetch, TestApp};
 use futures_util::StreamExt;
-use pulseboard_domain::{Email, Role, Timestamp};
 use pulseboard_logs::{LogLine, RotatingFile};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -37,18 +36,9 @@ async fn spawn() -> TestApp {
 async fn admin(app: &TestApp, email: &str) -> (reqwest::Client, String) {
     let client = app.new_client();
     app.register(&client, email).await;
-    let parsed = Email::parse(email).unwrap();
-    pulseboard_storage::users::set_role(app.app.db.pool(), &parsed, Role::Admin, Timestamp::now())
-        .await
-        .unwrap();
+    app.promote(email).await;
     // The role is carried by the access token: log in again to get an admin one.
-    let r = client
-        .post(app.url("/session"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.login(&client, email).await;
     let body: Value = r.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap().to_owned();
     (client, token)
@@ -121,12 +111,12 @@ async fn logs_are_for_admins_only() {
     let app = spawn().await;
     let guest = app.new_client();
     for path in ["/logs", "/logs/stream", "/logs.pdf", "/api/logs"] {
-        let r = guest.get(app.url(path)).send().await.unwrap();
+        let r = guest.get(app.url(path)).fetch().await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guest {path}");
     }
     app.register(&app.client, "plain@example.com").await;
     for path in ["/logs", "/logs/stream", "/logs.pdf"] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.client.get(app.url(path)).fetch().await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "user {path}");
     }
     // The WebSocket handshake is refused too.
@@ -151,14 +141,7 @@ async fn get_logs_returns_the_last_lines_in_order() {
     }
     tracing::error!("order-{marker} failure");
 
-    let body: Value = admin
-        .get(app.url("/logs?lines=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = admin.get(app.url("/logs?lines=1000")).fetch_json().await;
     let mine: Vec<String> = messages(&body)
         .into_iter()
         .filter(|m| m.contains(&marker))
@@ -176,37 +159,19 @@ async fn get_logs_returns_the_last_lines_in_order() {
     }
 
     // N bounds the count; the last line is the newest.
-    let two: Value = admin
-        .get(app.url("/logs?lines=2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let two: Value = admin.get(app.url("/logs?lines=2")).fetch_json().await;
     let two = two["logs"].as_array().unwrap();
     assert_eq!(two.len(), 2);
     assert!(two[0]["timestamp"].as_str() <= two[1]["timestamp"].as_str());
     // Without ?lines=, the configured default.
-    let default: Value = admin
-        .get(app.url("/logs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let default: Value = admin.get(app.url("/logs")).fetch_json().await;
     assert!(default["logs"].as_array().unwrap().len() <= app.app.config.logging.default_lines);
 
     // ?level=error keeps errors only, and ours is there.
     let errors: Value = admin
         .get(app.url("/logs?lines=1000&level=error"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert!(errors["logs"]
         .as_array()
         .unwrap()
@@ -217,11 +182,7 @@ async fn get_logs_returns_the_last_lines_in_order() {
         .any(|m| m == &format!("order-{marker} failure")));
 
     for bad in ["lines=abc", "lines=0", "lines=-1", "level=loud"] {
-        let r = admin
-            .get(app.url(&format!("/logs?{bad}")))
-            .send()
-            .await
-            .unwrap();
+        let r = admin.get(app.url(&format!("/logs?{bad}"))).fetch().await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
     app.stop().await;
@@ -313,10 +274,8 @@ async fn the_pdf_parses_and_holds_the_lines() {
 
     let r = admin
         .get(app.url("/logs.pdf?lines=1000"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(r.headers()["content-type"], "application/pdf");
     let bytes = r.bytes().await.unwrap();
     assert!(bytes.starts_with(b"%PDF-"));
@@ -338,20 +297,14 @@ async fn the_pdf_parses_and_holds_the_lines() {
     // The level filter applies to the PDF too.
     let r = admin
         .get(app.url("/logs.pdf?level=error&lines=1000"))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let text = pdf_extract::extract_text_from_mem(&r.bytes().await.unwrap()).unwrap();
     let flat: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     assert!(flat.contains(&format!("pdf-{marker}-Привет-мир")));
     assert!(!flat.contains(&format!("pdf-{marker}-first")));
     assert_eq!(
-        admin
-            .get(app.url("/logs.pdf?lines=x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        admin.get(app.url("/logs.pdf?lines=x")).fetch_status().await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     app.stop().await;
@@ -363,48 +316,35 @@ async fn a_registration_never_writes_the_password_into_any_log() {
     let password = format!("Zebra-{}-Пароль", uuid::Uuid::new_v4().simple());
     let client = app.new_client();
     // JSON and form registrations, a failed and a successful login, a duplicate registration.
-    let r = client
+    client
         .post(app.url("/user"))
         .json(&json!({"email": "secret@example.com", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .new_client()
+        .expect_status(StatusCode::OK)
+        .await;
+    app.new_client()
         .post(app.url("/user"))
         .form(&[
             ("email", "form@example.com"),
             ("password", password.as_str()),
         ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .new_client()
+        .expect_status(StatusCode::OK)
+        .await;
+    app.new_client()
         .post(app.url("/user"))
         .json(&json!({"email": "secret@example.com", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    let r = app
-        .new_client()
+        .expect_status(StatusCode::CONFLICT)
+        .await;
+    app.new_client()
         .post(app.url("/session"))
         .json(&json!({"email": "secret@example.com", "password": format!("{password}x")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
     let r = app
         .new_client()
         .post(app.url("/session"))
         .json(&json!({"email": "secret@example.com", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let token = r.json::<Value>().await.unwrap()["access_token"]
         .as_str()
         .unwrap()

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::smtp::SmtpServer;
+use common::smtp::{decoded_header, part, SmtpServer};
+use common::Fetch;
 use common::{eventually, test_config, Options, TestApp};
 use pulseboard_config::Monitor;
 use pulseboard_jobs::handlers::{monitor_sweep, monitor_sweep_due, roll_up_checks, CheckBatch};
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// A small HTTP/1.1 server on 127.0.0.1 with fixed routes; counts requests per path.
@@ -34,14 +35,8 @@ impl Target {
             hits: Default::default(),
             up: Arc::new(AtomicBool::new(true)),
         };
-        let s = t.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let _ = s.serve(stream).await;
-                });
-            }
+        common::serve_each(listener, t.clone(), |s, stream| async move {
+            s.serve(stream).await
         });
         t
     }
@@ -59,15 +54,9 @@ impl Target {
     }
 
     async fn serve(&self, mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let Some(buf) = common::read_head(&mut stream).await? else {
+            return Ok(());
+        };
         let head = String::from_utf8_lossy(&buf);
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let path = target.split('?').next().unwrap_or("/").to_owned();
@@ -225,29 +214,16 @@ async fn the_ssrf_guard_blocks_private_targets_and_private_redirects() {
     assert_eq!(open.check(&t.url("/ok")).await.status_code, Some(200));
 }
 
-async fn add(app: &TestApp, c: &reqwest::Client, url: &str) -> Value {
-    let r = c
-        .post(app.url("/resources"))
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
-    r.json().await.unwrap()
-}
-
 async fn check_now(app: &TestApp, c: &reqwest::Client, uuid: &str) -> Value {
     let r = c
         .post(app.url(&format!("/resources/{uuid}/check")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     r.json().await.unwrap()
 }
 
 async fn get_json(c: &reqwest::Client, url: String) -> (StatusCode, Value) {
-    let r = c.get(url).send().await.unwrap();
+    let r = c.get(url).fetch().await;
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -266,19 +242,13 @@ async fn events(app: &TestApp, c: &reqwest::Client, kind: &str) -> Vec<Value> {
 #[tokio::test]
 async fn a_check_on_demand_is_recorded_with_history_and_uptime() {
     let t = Target::start().await;
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.monitor.allow_private_targets = true;
-            c.monitor.timeout_secs = 1;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.monitor.allow_private_targets = true;
+        c.monitor.timeout_secs = 1;
+    })
     .await;
     app.register(&app.client, "watch@example.com").await;
-    let ok = add(&app, &app.client, &t.url("/ok")).await;
+    let ok = app.add_resource(&app.client, &t.url("/ok")).await;
     let uuid = ok["uuid"].as_str().unwrap();
 
     let (_, before) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
@@ -309,12 +279,10 @@ async fn a_check_on_demand_is_recorded_with_history_and_uptime() {
     // Another user's resource is a 404.
     let other = app.new_client();
     app.register(&other, "other@example.com").await;
-    let r = other
+    other
         .post(app.url(&format!("/resources/{uuid}/check")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        .expect_status(StatusCode::NOT_FOUND)
+        .await;
     app.stop().await;
 }
 
@@ -326,7 +294,7 @@ async fn the_check_endpoint_keeps_the_ssrf_guard() {
         "http://169.254.169.254/latest/meta-data/",
         "http://10.0.0.1/",
     ] {
-        let r = add(&app, &app.client, url).await;
+        let r = app.add_resource(&app.client, url).await;
         let c = check_now(&app, &app.client, r["uuid"].as_str().unwrap()).await;
         assert_eq!(c["error_kind"], "blocked", "{url}");
         assert_eq!(c["is_available"], false);
@@ -340,17 +308,11 @@ async fn the_check_endpoint_keeps_the_ssrf_guard() {
 #[tokio::test]
 async fn ipv6_addresses_that_embed_a_private_ipv4_are_recorded_as_blocked() {
     let t = Target::start().await;
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.monitor.allow_private_targets = false;
-            c.monitor.allowed_hosts = vec!["127.0.0.1".into()];
-            c.monitor.timeout_secs = 1;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.monitor.allow_private_targets = false;
+        c.monitor.allowed_hosts = vec!["127.0.0.1".into()];
+        c.monitor.timeout_secs = 1;
+    })
     .await;
     app.register(&app.client, "nat64@example.com").await;
     for host in [
@@ -360,7 +322,7 @@ async fn ipv6_addresses_that_embed_a_private_ipv4_are_recorded_as_blocked() {
         "[::ffff:127.0.0.1]",
     ] {
         let url = format!("http://{host}:{}/ok", t.port);
-        let r = add(&app, &app.client, &url).await;
+        let r = app.add_resource(&app.client, &url).await;
         let uuid = r["uuid"].as_str().unwrap();
         let c = check_now(&app, &app.client, uuid).await;
         assert_eq!(c["error_kind"], "blocked", "{url}");
@@ -396,36 +358,47 @@ async fn ipv6_addresses_that_embed_a_private_ipv4_are_recorded_as_blocked() {
     app.stop().await;
 }
 
+/// A worker that may check the servers started here (1 s timeout) and mails through `smtp`.
+async fn alerting_app(
+    smtp: &SmtpServer,
+    tweak: impl FnOnce(&mut pulseboard_config::Config),
+) -> TestApp {
+    let smtp_url = smtp.url();
+    TestApp::spawn_with_worker_configured(move |c| {
+        c.monitor.allow_private_targets = true;
+        c.monitor.timeout_secs = 1;
+        c.mail.smtp_url = smtp_url;
+        tweak(c);
+    })
+    .await
+}
+
+/// A new owner `email` with account `settings`, watching the page of `t` that goes down on
+/// demand: its URL and the resource's uuid.
+async fn watch_flip(app: &TestApp, t: &Target, email: &str, settings: Value) -> (String, String) {
+    app.register(&app.client, email).await;
+    app.client
+        .patch(app.url("/user"))
+        .json(&settings)
+        .expect_status(StatusCode::OK)
+        .await;
+    let url = t.url("/flip");
+    let res = app.add_resource(&app.client, &url).await;
+    (url, res["uuid"].as_str().unwrap().to_owned())
+}
+
 #[tokio::test]
 async fn failures_count_flips_write_events_and_alerts_and_max_retries_deletes() {
     let t = Target::start().await;
     let smtp = SmtpServer::start().await;
-    let smtp_url = smtp.url();
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        move |c| {
-            c.monitor.allow_private_targets = true;
-            c.monitor.timeout_secs = 1;
-            c.monitor.max_retries = 3;
-            c.mail.smtp_url = smtp_url;
-        },
+    let app = alerting_app(&smtp, |c| c.monitor.max_retries = 3).await;
+    let (url, uuid) = watch_flip(
+        &app,
+        &t,
+        "owner@example.com",
+        json!({"alerts_enabled": true}),
     )
     .await;
-    app.register(&app.client, "owner@example.com").await;
-    let r = app
-        .client
-        .patch(app.url("/user"))
-        .json(&json!({"alerts_enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let url = t.url("/flip");
-    let res = add(&app, &app.client, &url).await;
-    let uuid = res["uuid"].as_str().unwrap().to_owned();
     let count = |v: &Value| v["unavailable_count"].as_i64().unwrap();
 
     // First check: up. No status change (there was no previous state).
@@ -517,9 +490,48 @@ async fn failures_count_flips_write_events_and_alerts_and_max_retries_deletes() 
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_russian_speaking_owner_gets_the_alert_in_russian_at_their_local_time() {
+    let t = Target::start().await;
+    let smtp = SmtpServer::start().await;
+    let app = alerting_app(&smtp, |_| {}).await;
+    let settings = json!({"alerts_enabled": true, "locale": "ru", "time_zone": "Europe/Moscow"});
+    let (url, uuid) = watch_flip(&app, &t, "ru@example.com", settings).await;
+    check_now(&app, &app.client, &uuid).await;
+    t.up.store(false, Ordering::SeqCst);
+    let c = check_now(&app, &app.client, &uuid).await;
+    assert_eq!(c["status_code"], 503);
+
+    let mail = eventually(10, || async {
+        smtp.received().into_iter().find(|m| {
+            decoded_header(&m.data, "Subject").is_some_and(|s| s.starts_with("Недоступен"))
+        })
+    })
+    .await;
+    assert_eq!(mail.to, vec!["ru@example.com".to_owned()]);
+    assert_eq!(
+        decoded_header(&mail.data, "Subject").unwrap(),
+        format!("Недоступен: {url}")
+    );
+    let text = part(&mail.data, "text/plain");
+    assert!(
+        text.starts_with(&format!("{url} недоступен (статус 503), проверка в ")),
+        "{text}"
+    );
+    assert!(text.contains("(Europe/Moscow)"), "{text}");
+    assert!(text.contains(&format!("/#/resources/{uuid}")), "{text}");
+    assert!(!text.contains("is down"), "{text}");
+    let html = part(&mail.data, "text/html");
+    assert!(
+        html.contains("lang=\"ru\"") && html.contains("Все проверки"),
+        "the HTML part is Russian too: {html}"
+    );
+    app.stop().await;
+}
+
 async fn scalar(app: &TestApp, sql: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql)
-        .fetch_one(app.app.db.pool())
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap();
     n
@@ -528,17 +540,11 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 #[tokio::test]
 async fn two_workers_share_a_round_and_check_each_resource_once() {
     let t = Target::start().await;
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| {
-            c.monitor.allow_private_targets = true;
-            c.monitor.timeout_secs = 2;
-            c.monitor.batch_size = 100;
-        },
-    )
+    let app = TestApp::spawn_with_worker_configured(|c| {
+        c.monitor.allow_private_targets = true;
+        c.monitor.timeout_secs = 2;
+        c.monitor.batch_size = 100;
+    })
     .await;
     // A second worker process on the same database.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -548,7 +554,8 @@ async fn two_workers_share_a_round_and_check_each_resource_once() {
     app.register(&app.client, "many@example.com").await;
     const N: usize = 250;
     for i in 0..N {
-        add(&app, &app.client, &t.url(&format!("/ok?n={i}"))).await;
+        app.add_resource(&app.client, &t.url(&format!("/ok?n={i}")))
+            .await;
     }
     // Each had its first check when it was added; the rounds below come on top.
     eventually(30, || async {
@@ -572,7 +579,7 @@ async fn two_workers_share_a_round_and_check_each_resource_once() {
     assert_eq!(monitor_sweep(&ctx, round).await.unwrap(), 0);
     // A duplicated batch (another key, overlapping ids) checks nothing already claimed.
     let ids: Vec<i64> = sqlx::query_as::<_, (i64,)>("SELECT id FROM resources ORDER BY id")
-        .fetch_all(app.app.db.pool())
+        .fetch_all(&mut *app.sql().await)
         .await
         .unwrap()
         .into_iter()
@@ -638,7 +645,7 @@ async fn the_scheduler_runs_monitoring_rounds() {
     )
     .await;
     app.register(&app.client, "cron@example.com").await;
-    let r = add(&app, &app.client, &t.url("/ok")).await;
+    let r = app.add_resource(&app.client, &t.url("/ok")).await;
     let uuid = r["uuid"].as_str().unwrap().to_owned();
     eventually(15, || async {
         let (_, v) = get_json(&app.client, app.url(&format!("/resources/{uuid}"))).await;
@@ -651,19 +658,13 @@ async fn the_scheduler_runs_monitoring_rounds() {
 #[tokio::test]
 async fn old_checks_roll_up_into_hourly_aggregates_that_still_count_for_uptime() {
     let t = Target::start().await;
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.monitor.allow_private_targets = true;
-            c.monitor.check_retention_days = 7;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.monitor.allow_private_targets = true;
+        c.monitor.check_retention_days = 7;
+    })
     .await;
     app.register(&app.client, "history@example.com").await;
-    let r = add(&app, &app.client, &t.url("/ok")).await;
+    let r = app.add_resource(&app.client, &t.url("/ok")).await;
     let uuid = r["uuid"].as_str().unwrap().to_owned();
     let id = r["id"].as_i64().unwrap();
     // Three checks ten days ago, in one hour: two up, one down.
@@ -682,7 +683,7 @@ async fn old_checks_roll_up_into_hourly_aggregates_that_still_count_for_uptime()
         .bind(if up { 200_i64 } else { 500 })
         .bind(100_i64)
         .bind(up)
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     }
@@ -718,12 +719,7 @@ async fn old_checks_roll_up_into_hourly_aggregates_that_still_count_for_uptime()
 // Own check intervals (check_interval_secs, next_check_at)
 
 async fn add_with(app: &TestApp, c: &reqwest::Client, body: Value) -> (StatusCode, Value) {
-    let r = c
-        .post(app.url("/resources"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(app.url("/resources")).json(&body).fetch().await;
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -732,9 +728,8 @@ async fn patch(app: &TestApp, c: &reqwest::Client, key: &str, body: Value) -> (S
     let r = c
         .patch(app.url(&format!("/resources/{key}")))
         .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -755,14 +750,8 @@ fn rfc3339_ms(v: &Value) -> i64 {
 #[tokio::test]
 async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_rounds() {
     let (with, without) = (Target::start().await, Target::start().await);
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.monitor.allow_private_targets = true,
-    )
-    .await;
+    let app =
+        TestApp::spawn_with_worker_configured(|c| c.monitor.allow_private_targets = true).await;
     app.register(&app.client, "cadence@example.com").await;
     let start = now_ms();
     let (status, a) = add_with(
@@ -774,7 +763,7 @@ async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_
     assert_eq!(status, StatusCode::CREATED, "{a}");
     assert_eq!(a["check_interval_secs"], 60);
     assert!(a["next_check_at"].is_string(), "due at once: {a}");
-    let b = add(&app, &app.client, &without.url("/ok")).await;
+    let b = app.add_resource(&app.client, &without.url("/ok")).await;
     assert_eq!(b["check_interval_secs"], Value::Null);
     assert!(b["next_check_at"].is_string(), "due at once: {b}");
 
@@ -783,7 +772,7 @@ async fn due_sweeps_check_own_intervals_again_after_them_and_the_others_only_in_
         async move {
             let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM checks WHERE resource_id = $1")
                 .bind(id)
-                .fetch_one(app.app.db.pool())
+                .fetch_one(&mut *app.sql().await)
                 .await
                 .unwrap();
             n
@@ -884,7 +873,7 @@ async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_is_che
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{a}");
-    let b = add(&app, &app.client, &without.url("/ok")).await;
+    let b = app.add_resource(&app.client, &without.url("/ok")).await;
     let uuid = a["uuid"].as_str().unwrap().to_owned();
 
     let checks = eventually(20, || async {
@@ -931,16 +920,10 @@ async fn a_short_interval_is_kept_by_the_scheduler_and_a_resource_without_is_che
 #[tokio::test]
 async fn new_resources_are_checked_within_seconds_many_in_one_sweep() {
     let target = Target::start().await;
-    let app = TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.monitor.allow_private_targets = true,
-    )
-    .await;
+    let app =
+        TestApp::spawn_with_worker_configured(|c| c.monitor.allow_private_targets = true).await;
     app.register(&app.client, "first@example.com").await;
-    let r = add(&app, &app.client, &target.url("/ok")).await;
+    let r = app.add_resource(&app.client, &target.url("/ok")).await;
     // No round, no scheduler: adding it was enough.
     let uuid = r["uuid"].as_str().unwrap().to_owned();
     let v = eventually(10, || async {
@@ -954,7 +937,7 @@ async fn new_resources_are_checked_within_seconds_many_in_one_sweep() {
 
     // Many added at once share one sweep: every one is checked once.
     let urls: Vec<String> = (0..30).map(|i| target.url(&format!("/ok?n={i}"))).collect();
-    futures_util::future::join_all(urls.iter().map(|u| add(&app, &app.client, u))).await;
+    futures_util::future::join_all(urls.iter().map(|u| app.add_resource(&app.client, u))).await;
     eventually(15, || async { (target.hits("/ok") == 31).then_some(()) }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(target.hits("/ok"), 31, "each checked once");
@@ -1007,18 +990,15 @@ async fn check_intervals_are_validated_on_post_and_patch() {
         (status, v["check_interval_secs"].clone()),
         (StatusCode::CREATED, json!(60))
     );
-    let r = app
+    let v: Value = app
         .client
         .post(app.url("/resources"))
         .form(&[
             ("url", "https://bounds.example.com/b"),
             ("check_interval_secs", "2592000"),
         ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::CREATED)
+        .await;
     assert_eq!(v["check_interval_secs"], 2_592_000);
     let uuid = v["uuid"].as_str().unwrap().to_owned();
 
@@ -1070,4 +1050,19 @@ async fn check_intervals_are_validated_on_post_and_patch() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
+}
+
+/// One guard per process, from `monitor`: the one the checker hands out (to the capture route and
+/// the notifier) refuses what checks refuse and lets through the hosts the operator named.
+#[test]
+fn the_checker_hands_out_the_guard_of_its_settings() {
+    let private = reqwest::Url::parse("http://10.0.0.1/").unwrap();
+    let named = reqwest::Url::parse("http://127.0.0.1:8080/").unwrap();
+    let strict = Checker::new(&monitor(false, &["Intranet.Example", "127.0.0.1"]));
+    assert!(strict.guard().check_url(&private).is_err());
+    assert!(strict.guard().check_url(&named).is_ok());
+    assert!(strict.guard().host_allowed("intranet.example"));
+    assert!(!strict.guard().host_allowed("other.example"));
+    let open = Checker::new(&monitor(true, &[]));
+    assert!(open.guard().check_url(&private).is_ok());
 }

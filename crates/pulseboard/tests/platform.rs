@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{Fetch, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::process::Command;
@@ -11,18 +11,10 @@ use std::process::Command;
 async fn health_and_readiness_at_root_and_under_api_with_trailing_slash() {
     let app = TestApp::spawn().await;
     for path in ["/healthz", "/api/healthz", "/healthz/", "/api/healthz/"] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.client.get(app.url(path)).fetch().await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
-    let r: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.client.get(app.url("/readyz")).fetch_json().await;
     let expected = if common::postgres_admin_url().is_some() {
         "postgres"
     } else {
@@ -36,24 +28,25 @@ async fn health_and_readiness_at_root_and_under_api_with_trailing_slash() {
 async fn readiness_fails_when_the_database_is_gone() {
     let app = TestApp::spawn().await;
     app.app.db.close().await;
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = r.json().await.unwrap();
+    let body: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .expect_json(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
     assert_eq!(body["error"], "service_unavailable");
 }
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_keeps_a_given_one() {
     let app = TestApp::spawn().await;
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.client.get(app.url("/healthz")).fetch().await;
     assert!(r.headers().get("x-request-id").is_some());
     let r = app
         .client
         .get(app.url("/healthz"))
         .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     app.stop().await;
 }
@@ -66,10 +59,8 @@ async fn responses_are_compressed_when_asked() {
             .client
             .get(app.url("/openapi.json"))
             .header("accept-encoding", enc)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+            .expect_status(StatusCode::OK)
+            .await;
         assert_eq!(r.headers()["content-encoding"], enc);
     }
     app.stop().await;
@@ -78,19 +69,18 @@ async fn responses_are_compressed_when_asked() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = TestApp::spawn().await;
-    let r = app
+    let body: Value = app
         .client
         .get(app.url("/no-such-thing"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let body: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::NOT_FOUND)
+        .await;
     assert_eq!(body["error"], "not_found");
     assert!(body["message"].as_str().unwrap().contains("/no-such-thing"));
-    let r = app.client.put(app.url("/tasks")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let body: Value = r.json().await.unwrap();
+    let body: Value = app
+        .client
+        .put(app.url("/tasks"))
+        .expect_json(StatusCode::METHOD_NOT_ALLOWED)
+        .await;
     assert_eq!(body["error"], "method_not_allowed");
     app.stop().await;
 }
@@ -98,15 +88,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
 #[tokio::test]
 async fn openapi_document_lists_every_route_and_has_a_browsable_page() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.client.get(app.url("/openapi.json")).fetch_json().await;
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, method) in [
         ("/user", "post"),
@@ -131,9 +113,8 @@ async fn openapi_document_lists_every_route_and_has_a_browsable_page() {
     let page = app
         .client
         .get(app.url("/docs"))
-        .send()
+        .fetch()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -147,8 +128,11 @@ async fn openapi_document_lists_every_route_and_has_a_browsable_page() {
 #[tokio::test]
 async fn serves_the_web_app_at_root() {
     let app = TestApp::spawn().await;
-    let r = app.client.get(app.url("/")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .get(app.url("/"))
+        .expect_status(StatusCode::OK)
+        .await;
     assert!(r.headers()["content-type"]
         .to_str()
         .unwrap()
@@ -355,11 +339,27 @@ mod connections {
 // ---- the binary, run as a newcomer would, on bad input ----
 
 fn pulseboard(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    pulseboard_env(args, data_dir, &[])
+}
+
+/// `pulseboard ARGS` with its data in `data_dir` and no database or config file from the
+/// environment of the test run, then `env` on top (`None` removes a variable).
+fn pulseboard_env(
+    args: &[&str],
+    data_dir: &std::path::Path,
+    env: &[(&str, Option<&str>)],
+) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulseboard"));
     cmd.args(args)
         .env("PULSEBOARD_DATA_DIR", data_dir)
         .env_remove("DATABASE_URL")
         .env_remove("PULSEBOARD_CONFIG");
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
     cmd.current_dir(data_dir);
     cmd.output().unwrap()
 }
@@ -394,15 +394,11 @@ fn unknown_subcommand_or_flag_is_refused() {
 #[test]
 fn invalid_configuration_names_the_key() {
     let dir = common::tempdir::Dir::new();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulseboard"));
-    let out = cmd
-        .args(["migrate"])
-        .current_dir(&dir.0)
-        .env("PULSEBOARD_DATA_DIR", &dir.0)
-        .env("PULSEBOARD_HTTP__PORT", "99999")
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = pulseboard_env(
+        &["migrate"],
+        &dir.0,
+        &[("PULSEBOARD_HTTP__PORT", Some("99999"))],
+    );
     assert_clean_failure(&out, "http.port");
 
     let bad = dir.0.join("bad.yaml");
@@ -417,15 +413,17 @@ fn invalid_configuration_names_the_key() {
 #[test]
 fn unreachable_database_is_one_clear_line() {
     let dir = common::tempdir::Dir::new();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulseboard"));
-    let out = cmd
-        .args(["migrate"])
-        .current_dir(&dir.0)
-        .env("PULSEBOARD_DATA_DIR", &dir.0)
-        .env("PULSEBOARD_DATABASE__CONNECT_TIMEOUT_SECS", "2")
-        .env("DATABASE_URL", "postgres://nobody:secret@127.0.0.1:1/none")
-        .output()
-        .unwrap();
+    let out = pulseboard_env(
+        &["migrate"],
+        &dir.0,
+        &[
+            ("PULSEBOARD_DATABASE__CONNECT_TIMEOUT_SECS", Some("2")),
+            (
+                "DATABASE_URL",
+                Some("postgres://nobody:secret@127.0.0.1:1/none"),
+            ),
+        ],
+    );
     assert_clean_failure(&out, "cannot open database");
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("secret"),
@@ -439,13 +437,14 @@ fn read_only_data_dir_is_refused() {
     // A data dir below a regular file can never be created, even by root.
     let file = dir.0.join("file");
     std::fs::write(&file, b"x").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pulseboard"))
-        .arg("serve")
-        .current_dir(&dir.0)
-        .env("PULSEBOARD_DATA_DIR", file.join("data"))
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = pulseboard_env(
+        &["serve"],
+        &dir.0,
+        &[(
+            "PULSEBOARD_DATA_DIR",
+            Some(file.join("data").to_str().unwrap()),
+        )],
+    );
     assert_clean_failure(&out, "data directory");
 }
 
@@ -454,16 +453,14 @@ fn port_in_use_is_refused() {
     let dir = common::tempdir::Dir::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulseboard"));
-    let out = cmd
-        .args(["serve"])
-        .current_dir(&dir.0)
-        .env("PULSEBOARD_DATA_DIR", &dir.0)
-        .env("PULSEBOARD_HTTP__HOST", "127.0.0.1")
-        .env("PULSEBOARD_HTTP__PORT", &port)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = pulseboard_env(
+        &["serve"],
+        &dir.0,
+        &[
+            ("PULSEBOARD_HTTP__HOST", Some("127.0.0.1")),
+            ("PULSEBOARD_HTTP__PORT", Some(port.as_str())),
+        ],
+    );
     assert_clean_failure(&out, &port);
 }
 
@@ -483,15 +480,13 @@ fn migrate_and_user_promote_work_from_the_command_line() {
 #[test]
 fn production_mode_requires_a_jwt_secret() {
     let dir = common::tempdir::Dir::new();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulseboard"));
-    let out = cmd
-        .args(["serve"])
-        .current_dir(&dir.0)
-        .env("PULSEBOARD_DATA_DIR", &dir.0)
-        .env("PULSEBOARD_ENV", "production")
-        .env_remove("PULSEBOARD_JWT_SECRET")
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = pulseboard_env(
+        &["serve"],
+        &dir.0,
+        &[
+            ("PULSEBOARD_ENV", Some("production")),
+            ("PULSEBOARD_JWT_SECRET", None),
+        ],
+    );
     assert_clean_failure(&out, "PULSEBOARD_JWT_SECRET");
 }

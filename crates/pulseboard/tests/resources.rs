@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, TestApp};
+use common::{eventually, Fetch, TestApp};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -11,19 +11,8 @@ use std::io::Write;
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
-async fn add(app: &TestApp, c: &reqwest::Client, url: &str) -> Value {
-    let r = c
-        .post(app.url("/resources"))
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
-    r.json().await.unwrap()
-}
-
 async fn get_json(c: &reqwest::Client, url: String) -> (StatusCode, Value) {
-    let r = c.get(url).send().await.unwrap();
+    let r = c.get(url).fetch().await;
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -44,13 +33,7 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn upload_form(bytes: Vec<u8>, file_name: &str) -> Form {
-    Form::new().part(
-        "file",
-        Part::bytes(bytes)
-            .file_name(file_name.to_owned())
-            .mime_str("application/zip")
-            .unwrap(),
-    )
+    common::file_form(bytes, file_name, "application/zip")
 }
 
 /// Uploads an archive; returns the request id (202 expected).
@@ -58,10 +41,8 @@ async fn import(app: &TestApp, c: &reqwest::Client, bytes: Vec<u8>) -> String {
     let r = c
         .post(app.url("/resources"))
         .multipart(upload_form(bytes, "urls.zip"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
     let id = body["request_id"].as_str().unwrap().to_owned();
@@ -91,17 +72,14 @@ async fn import_failure(app: &TestApp, c: &reqwest::Client, bytes: Vec<u8>) -> S
 async fn guests_get_401() {
     let app = TestApp::spawn().await;
     for path in ["/resources", "/feed", "/resources/1"] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.client.get(app.url(path)).fetch().await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
-    let r = app
-        .client
+    app.client
         .post(app.url("/resources"))
         .json(&json!({"url": "https://vk.com"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect_status(StatusCode::UNAUTHORIZED)
+        .await;
     app.stop().await;
 }
 
@@ -112,7 +90,7 @@ async fn seed_examples() {
     app.register(c, "watch@example.com").await;
 
     // POST /resources {"url": "https://vk.com"}
-    let r = add(&app, c, "https://vk.com").await;
+    let r = app.add_resource(c, "https://vk.com").await;
     assert!(r["id"].as_i64().unwrap() > 0);
     assert_eq!(r["uuid"].as_str().unwrap().len(), 36);
     assert_eq!(r["full_url"], "https://vk.com/");
@@ -124,7 +102,9 @@ async fn seed_examples() {
     assert!(r["status_code"].is_null() && r["is_available"].is_null());
     assert_eq!(r["unavailable_count"], 0);
 
-    let r = add(&app, c, "https://example.org/search?q=rust&page=2").await;
+    let r = app
+        .add_resource(c, "https://example.org/search?q=rust&page=2")
+        .await;
     assert_eq!(r["domain_zone"], "org");
     assert_eq!(r["url_path"], "/search");
     assert_eq!(r["query_params"], json!({"q": "rust", "page": "2"}));
@@ -165,14 +145,11 @@ async fn seed_examples() {
     );
 
     // Form bodies work too; an IDN host is stored in punycode.
-    let r = c
+    let v: Value = c
         .post(app.url("/api/resources/"))
         .form(&[("url", "https://пример.рф/")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::CREATED)
+        .await;
     assert_eq!(v["domain"], "xn--e1afmkfd.xn--p1ai");
     assert_eq!(v["domain_zone"], "xn--p1ai");
     let (_, v) = get_json(c, app.url("/resources?domain_zone=рф")).await;
@@ -185,7 +162,7 @@ async fn bad_urls_are_422_and_duplicates_409() {
     let app = TestApp::spawn().await;
     let c = &app.client;
     app.register(c, "dups@example.com").await;
-    add(&app, c, "https://vk.com").await;
+    app.add_resource(c, "https://vk.com").await;
 
     // The same address however it is spelled.
     for same in [
@@ -196,9 +173,8 @@ async fn bad_urls_are_422_and_duplicates_409() {
         let r = c
             .post(app.url("/resources"))
             .json(&json!({ "url": same }))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(r.status(), StatusCode::CONFLICT, "{same}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"], "conflict");
@@ -216,44 +192,31 @@ async fn bad_urls_are_422_and_duplicates_409() {
         let r = c
             .post(app.url("/resources"))
             .json(&json!({ "url": bad }))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
         let v: Value = r.json().await.unwrap();
         assert!(v["details"]["url"].is_string(), "{bad:?}: {v}");
     }
     // Wrong shapes of body.
-    let r = c
-        .post(app.url("/resources"))
+    c.post(app.url("/resources"))
         .json(&json!({ "url": 5 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c
-        .post(app.url("/resources"))
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    c.post(app.url("/resources"))
         .json(&json!({ "link": "https://a.com" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c
-        .post(app.url("/resources"))
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    c.post(app.url("/resources"))
         .header("content-type", "text/plain")
         .body("https://a.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        .expect_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .await;
     // The upload limit of this route does not lift the JSON limit.
-    let r = c
-        .post(app.url("/resources"))
+    c.post(app.url("/resources"))
         .json(&json!({ "url": format!("https://a.com/{}", "x".repeat(70_000)) }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .expect_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .await;
     app.stop().await;
 }
 
@@ -263,9 +226,10 @@ async fn pagination_links_on_first_middle_and_last_pages() {
     let c = &app.client;
     app.register(c, "pages@example.com").await;
     for i in 0..25 {
-        add(&app, c, &format!("https://site{i}.example.com/")).await;
+        app.add_resource(c, &format!("https://site{i}.example.com/"))
+            .await;
     }
-    add(&app, c, "https://other.org/").await;
+    app.add_resource(c, "https://other.org/").await;
 
     let page = |n: i64| {
         app.url(&format!(
@@ -331,10 +295,10 @@ async fn filters_combine() {
     let app = TestApp::spawn().await;
     let c = &app.client;
     app.register(c, "filters@example.com").await;
-    let a = add(&app, c, "https://a.org/").await;
-    let b = add(&app, c, "https://b.org/").await;
-    let d = add(&app, c, "https://d.com/").await;
-    let e = add(&app, c, "https://news.bbc.co.uk/").await;
+    let a = app.add_resource(c, "https://a.org/").await;
+    let b = app.add_resource(c, "https://b.org/").await;
+    let d = app.add_resource(c, "https://d.com/").await;
+    let e = app.add_resource(c, "https://news.bbc.co.uk/").await;
     assert_eq!(e["domain_zone"], "co.uk");
 
     // Pretend a monitoring round ran: a.org and d.com up, b.org down.
@@ -347,7 +311,7 @@ async fn filters_combine() {
         .bind(if up { 200i64 } else { 503 })
         .bind(1_700_000_000_000i64)
         .bind(r["id"].as_i64().unwrap())
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     }
@@ -418,7 +382,7 @@ async fn another_users_resource_is_404() {
     let app = TestApp::spawn().await;
     let alice = &app.client;
     app.register(alice, "alice@example.com").await;
-    let r = add(&app, alice, "https://alice.example.com/").await;
+    let r = app.add_resource(alice, "https://alice.example.com/").await;
     let (id, uuid) = (r["id"].as_i64().unwrap(), r["uuid"].as_str().unwrap());
 
     let bob = app.new_client();
@@ -426,19 +390,16 @@ async fn another_users_resource_is_404() {
     for key in [id.to_string(), uuid.to_owned()] {
         let (status, _) = get_json(&bob, app.url(&format!("/resources/{key}"))).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let r = bob
-            .delete(app.url(&format!("/resources/{key}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        bob.delete(app.url(&format!("/resources/{key}")))
+            .expect_status(StatusCode::NOT_FOUND)
+            .await;
     }
     let (_, v) = get_json(&bob, app.url(&format!("/resources?id={id}"))).await;
     assert_eq!(v["meta"]["total_items"], 0);
     let (_, v) = get_json(&bob, app.url("/feed")).await;
     assert_eq!(v["meta"]["total_items"], 0);
     // Bob may watch the same address: catalogues are per user.
-    add(&app, &bob, "https://alice.example.com/").await;
+    app.add_resource(&bob, "https://alice.example.com/").await;
     // Alice still has hers.
     let (status, _) = get_json(alice, app.url(&format!("/resources/{uuid}"))).await;
     assert_eq!(status, StatusCode::OK);
@@ -454,8 +415,8 @@ async fn details_delete_and_feed() {
     let app = TestApp::spawn().await;
     let c = &app.client;
     app.register(c, "feed@example.com").await;
-    let a = add(&app, c, "https://a.example.com/").await;
-    let b = add(&app, c, "https://b.example.com/").await;
+    let a = app.add_resource(c, "https://a.example.com/").await;
+    let b = app.add_resource(c, "https://b.example.com/").await;
     let uuid_a = a["uuid"].as_str().unwrap();
 
     let (status, v) = get_json(c, app.url(&format!("/resources/{uuid_a}"))).await;
@@ -471,24 +432,15 @@ async fn details_delete_and_feed() {
     assert_eq!(status, StatusCode::OK);
 
     // Delete by numeric id, then by uuid.
-    let r = c
-        .delete(app.url(&format!("/resources/{}", a["id"])))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = c
-        .delete(app.url(&format!("/resources/{}", a["id"])))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = c
-        .delete(app.url(&format!("/api/resources/{}", b["uuid"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    c.delete(app.url(&format!("/resources/{}", a["id"])))
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
+    c.delete(app.url(&format!("/resources/{}", a["id"])))
+        .expect_status(StatusCode::NOT_FOUND)
+        .await;
+    c.delete(app.url(&format!("/api/resources/{}", b["uuid"].as_str().unwrap())))
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     let (status, _) = get_json(c, app.url(&format!("/resources/{uuid_a}"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -531,7 +483,7 @@ async fn details_delete_and_feed() {
     assert_eq!(v["items"][0]["url"], "https://a.example.com/");
     assert_eq!(v["items"][0]["resource_exists"], false);
     assert_eq!(v["links"]["prev"], "/feed?page=1&per_page=3");
-    let kept = add(&app, c, "https://kept.example.com/").await;
+    let kept = app.add_resource(c, "https://kept.example.com/").await;
     let (_, v) = get_json(c, app.url("/feed?per_page=1")).await;
     assert_eq!(v["items"][0]["resource_uuid"], kept["uuid"]);
     assert_eq!(v["items"][0]["resource_exists"], true);
@@ -547,7 +499,8 @@ async fn zip_import_reports_exact_counts() {
     app.register(c, "import@example.com").await;
     // 100 URLs already in the catalogue.
     for i in 0..100 {
-        add(&app, c, &format!("https://known{i}.example.com/")).await;
+        app.add_resource(c, &format!("https://known{i}.example.com/"))
+            .await;
     }
     // 10,000 data lines: 9,300 new URLs, 500 duplicates (100 of the catalogue, 400 repeated in
     // the file), 200 invalid (2%), plus a header, blank lines, CRLF endings and a BOM.
@@ -645,7 +598,7 @@ async fn zip_import_defences() {
     let zeros = vec![b'0'; 50 * 1024 * 1024];
     let reason = import_failure(&app, c, zip_of(&[("bomb.csv", &zeros)])).await;
     assert!(reason.contains("zip bomb"), "{reason}");
-    // (The total-size limit and lying headers are unit-tested in jobs::handlers::import.)
+    // (The total-size limit and lying headers are unit-tested in watch::import::archive.)
 
     // Thousands of entries.
     let names: Vec<String> = (0..3000).map(|i| format!("f{i}.csv")).collect();
@@ -683,23 +636,17 @@ async fn zip_import_defences() {
     assert!(reason.contains("not a valid ZIP archive"), "{reason}");
 
     // Not a ZIP at all: refused at upload, nothing queued.
-    let r = c
+    let v: Value = c
         .post(app.url("/resources"))
         .multipart(upload_form(b"https://a.com\n".to_vec(), "urls.zip"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let v: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     assert!(v["details"]["file"].is_string(), "{v}");
     // No `file` field.
-    let r = c
-        .post(app.url("/resources"))
+    c.post(app.url("/resources"))
         .multipart(Form::new().text("other", "x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
 
     // Only the first small import created anything.
     let (_, list) = get_json(c, app.url("/resources")).await;
@@ -709,52 +656,36 @@ async fn zip_import_defences() {
 
 #[tokio::test]
 async fn uploads_over_the_limit_are_413() {
-    let app = TestApp::spawn_with(
-        common::Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.http.upload_limit_bytes = 256 * 1024,
-    )
-    .await;
+    let app = TestApp::spawn_configured(|c| c.http.upload_limit_bytes = 256 * 1024).await;
     let c = &app.client;
     app.register(c, "limit@example.com").await;
     let mut big = b"PK\x03\x04".to_vec();
     big.resize(300 * 1024, b'x');
-    let r = c
-        .post(app.url("/resources"))
+    c.post(app.url("/resources"))
         .multipart(upload_form(big.clone(), "big.zip"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .expect_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .await;
     // Without a Content-Length (streamed), the limit holds while reading.
     let stream = futures_stream(big);
-    let r = c
-        .post(app.url("/resources"))
+    c.post(app.url("/resources"))
         .multipart(Form::new().part(
             "file",
             Part::stream(reqwest::Body::wrap_stream(stream)).file_name("big.zip"),
         ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .expect_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .await;
     let left: Vec<_> = std::fs::read_dir(app.data_dir.join("uploads"))
         .map(|d| d.collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "partial uploads are removed");
     // Screenshots are bounded by the same limit.
-    let r = add(&app, c, "https://big.example.com/").await;
+    let r = app.add_resource(c, "https://big.example.com/").await;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.resize(300 * 1024, 0);
-    let r = c
-        .post(app.url(&format!("/resources/{}", r["uuid"].as_str().unwrap())))
+    c.post(app.url(&format!("/resources/{}", r["uuid"].as_str().unwrap())))
         .multipart(Form::new().part("file", Part::bytes(png).file_name("big.png")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .expect_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .await;
     app.stop().await;
 }
 
@@ -772,67 +703,44 @@ async fn screenshots() {
     let app = TestApp::spawn().await;
     let c = &app.client;
     app.register(c, "shots@example.com").await;
-    let r = add(&app, c, "https://shots.example.com/").await;
+    let r = app.add_resource(c, "https://shots.example.com/").await;
     let uuid = r["uuid"].as_str().unwrap().to_owned();
 
-    let png = {
-        let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
-        b.extend_from_slice(&[0u8; 64]);
-        b
-    };
-    let image = |bytes: Vec<u8>, name: &str| {
-        Form::new().part(
-            "file",
-            Part::bytes(bytes)
-                .file_name(name.to_owned())
-                .mime_str("image/png")
-                .unwrap(),
-        )
-    };
+    let png = common::png(0, 64);
+    let image = |bytes: Vec<u8>, name: &str| common::file_form(bytes, name, "image/png");
     // A text file named .png is refused, whatever it claims.
-    let r = c
-        .post(app.url(&format!("/resources/{uuid}")))
+    c.post(app.url(&format!("/resources/{uuid}")))
         .multipart(image(b"<svg onload=alert(1)>".to_vec(), "shot.png"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     let (status, _) = get_json(c, app.url(&format!("/resources/{uuid}/screenshot"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let r = c
+    let v: Value = c
         .post(app.url(&format!("/resources/{uuid}")))
         .multipart(image(png.clone(), "shot.png"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::CREATED)
+        .await;
     assert_eq!(v["content_type"], "image/png");
     assert_eq!(v["url"], format!("/resources/{uuid}/screenshot"));
 
     let r = c
         .get(app.url(&format!("/resources/{uuid}/screenshot")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(r.headers()["content-type"], "image/png");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(r.bytes().await.unwrap().as_ref(), png.as_slice());
 
     // A JPEG replaces it; the old blob is removed.
     let jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec();
-    let r = c
-        .post(app.url(&format!(
-            "/resources/{}",
-            r_id(&r_value(&app, c, &uuid).await)
-        )))
-        .multipart(image(jpeg.clone(), "shot.jpg"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    c.post(app.url(&format!(
+        "/resources/{}",
+        r_id(&r_value(&app, c, &uuid).await)
+    )))
+    .multipart(image(jpeg.clone(), "shot.jpg"))
+    .expect_status(StatusCode::CREATED)
+    .await;
     let (_, v) = get_json(c, app.url(&format!("/resources/{uuid}"))).await;
     assert_eq!(v["screenshot"]["content_type"], "image/jpeg");
     assert_eq!(v["events"][0]["kind"], "photo_added");
@@ -846,21 +754,16 @@ async fn screenshots() {
     app.register(&other, "nosy@example.com").await;
     let (status, _) = get_json(&other, app.url(&format!("/resources/{uuid}/screenshot"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let r = other
+    other
         .post(app.url(&format!("/resources/{uuid}")))
         .multipart(image(png.clone(), "shot.png"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        .expect_status(StatusCode::NOT_FOUND)
+        .await;
 
     // Deleting the resource removes the image.
-    let r = c
-        .delete(app.url(&format!("/resources/{uuid}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    c.delete(app.url(&format!("/resources/{uuid}")))
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     let blobs = std::fs::read_dir(app.data_dir.join("blobs"))
         .unwrap()
         .count();
@@ -902,7 +805,7 @@ async fn watch_routes_are_documented() {
 async fn job_of_request(app: &TestApp, id: &str) -> (i64, String) {
     sqlx::query_as("SELECT id, status FROM jobs WHERE idempotency_key = $1")
         .bind(format!("import:{id}"))
-        .fetch_one(app.app.db.pool())
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap()
 }
@@ -910,19 +813,12 @@ async fn job_of_request(app: &TestApp, id: &str) -> (i64, String) {
 #[tokio::test]
 async fn an_import_out_of_attempts_ends_failed_and_an_admin_retry_runs_it_again() {
     use pulseboard_domain::{Email, Role, Timestamp};
-    let app = TestApp::spawn_with(
-        common::Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| c.jobs.max_attempts = 2,
-    )
-    .await;
+    let app = TestApp::spawn_with_worker_configured(|c| c.jobs.max_attempts = 2).await;
     let c = &app.client;
     app.register(c, "unlucky@example.com").await;
     // Every batch insert fails while the events table is away: a database error, retried.
     sqlx::query("ALTER TABLE events RENAME TO events_away")
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     let id = import(
@@ -934,7 +830,7 @@ async fn an_import_out_of_attempts_ends_failed_and_an_admin_retry_runs_it_again(
     // The handler marks its own final failure: read the row, not the endpoint (which would also
     // notice the dead job).
     let req = eventually(60, || async {
-        let r = pulseboard_storage::resources::request(app.app.db.pool(), &id)
+        let r = pulseboard_storage::processing::request(&app.app.db, &id)
             .await
             .unwrap()
             .unwrap();
@@ -958,27 +854,23 @@ async fn an_import_out_of_attempts_ends_failed_and_an_admin_retry_runs_it_again(
 
     // Fixed; an admin retries the dead job and the import runs from its kept upload.
     sqlx::query("ALTER TABLE events_away RENAME TO events")
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     let email = Email::parse("unlucky@example.com").unwrap();
-    pulseboard_storage::users::set_role(app.app.db.pool(), &email, Role::Admin, Timestamp::now())
+    pulseboard_storage::users::set_role(&app.app.db, &email, Role::Admin, Timestamp::now())
         .await
         .unwrap();
     let admin = app.new_client();
-    let r = admin
+    admin
         .post(app.url("/session"))
         .json(&json!({"email": "unlucky@example.com", "password": common::PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = admin
+        .expect_status(StatusCode::OK)
+        .await;
+    admin
         .post(app.url(&format!("/admin/jobs/{job}/retry")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+        .expect_status(StatusCode::ACCEPTED)
+        .await;
     let v = eventually(60, || async {
         let (_, v) = get_json(c, app.url(&format!("/processing-requests/{id}"))).await;
         (v["status"] == "succeeded").then_some(v)
@@ -1007,12 +899,12 @@ async fn a_request_whose_job_died_unseen_reads_as_failed() {
          WHERE idempotency_key = $1",
     )
     .bind(format!("import:{timed_out}"))
-    .execute(app.app.db.pool())
+    .execute(&mut *app.sql().await)
     .await
     .unwrap();
     sqlx::query("DELETE FROM jobs WHERE idempotency_key = $1")
         .bind(format!("import:{discarded}"))
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
 
@@ -1046,16 +938,10 @@ fn slow_body(bytes: Vec<u8>, parts: usize, secs: f64) -> reqwest::Body {
 
 #[tokio::test]
 async fn uploads_get_their_own_longer_timeout() {
-    let app = TestApp::spawn_with(
-        common::Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.http.request_timeout_secs = 1;
-            c.http.upload_timeout_secs = 60;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.http.request_timeout_secs = 1;
+        c.http.upload_timeout_secs = 60;
+    })
     .await;
     let c = &app.client;
     app.register(c, "slowlink@example.com").await;
@@ -1076,9 +962,8 @@ async fn uploads_get_their_own_longer_timeout() {
             format!("multipart/form-data; boundary={boundary}"),
         )
         .body(slow_body(body, 6, 3.0))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::ACCEPTED,
@@ -1087,15 +972,12 @@ async fn uploads_get_their_own_longer_timeout() {
     );
 
     // Any other request still gets the short one.
-    let r = c
+    let v: Value = c
         .post(app.url("/tasks"))
         .header("content-type", "application/json")
         .body(slow_body(br#"{"title": "slow task"}"#.to_vec(), 6, 3.0))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let v: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
     assert_eq!(v["error"], "service_unavailable");
     app.stop().await;
 }
@@ -1110,35 +992,31 @@ async fn totals_stay_exact_through_every_change() {
     app.register(c, "totals@example.com").await;
     let other = app.new_client();
     app.register(&other, "totals-other@example.com").await;
-    let a = add(&app, c, "https://a.org/").await;
-    add(&app, c, "https://b.org/").await;
-    let d = add(&app, c, "https://d.com/").await;
-    add(&app, &other, "https://other.org/").await;
+    let a = app.add_resource(c, "https://a.org/").await;
+    app.add_resource(c, "https://b.org/").await;
+    let d = app.add_resource(c, "https://d.com/").await;
+    app.add_resource(&other, "https://other.org/").await;
     let csv: String = (0..30)
         .map(|i| format!("https://i{i}.example.{}/\n", ["org", "net", "io"][i % 3]))
         .collect();
     let id = import(&app, c, zip_of(&[("urls.csv", csv.as_bytes())])).await;
     assert_eq!(finished(&app, c, &id).await["created"], 30);
     // As a monitoring round would: some up, some down, one flipped twice.
-    let pool = app.app.db.pool();
     sqlx::query("UPDATE resources SET last_is_available = (id % 3 = 0)")
-        .execute(pool)
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     sqlx::query("UPDATE resources SET last_is_available = NULL WHERE id = $1")
         .bind(a["id"].as_i64().unwrap())
-        .execute(pool)
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
-    let r = c
-        .delete(app.url(&format!("/resources/{}", d["uuid"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    c.delete(app.url(&format!("/resources/{}", d["uuid"].as_str().unwrap())))
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
 
     let me: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'totals@example.com'")
-        .fetch_one(pool)
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap();
     let shared = &app;
@@ -1167,7 +1045,10 @@ async fn totals_stay_exact_through_every_change() {
                         " AND last_is_available = (1 = 0)"
                     };
                 }
-                let want: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap();
+                let want: i64 = sqlx::query_scalar(&sql)
+                    .fetch_one(&mut *app.sql().await)
+                    .await
+                    .unwrap();
                 let (status, v) = get_json(c, app.url(&query)).await;
                 assert_eq!(status, StatusCode::OK);
                 assert_eq!(v["meta"]["total_items"], want, "{label}: {query}");
@@ -1177,29 +1058,30 @@ async fn totals_stay_exact_through_every_change() {
     check("after changes").await;
     // Two compactions at once (PostgreSQL folds deltas; SQLite rewrites its one row per key).
     let (x, y) = tokio::join!(
-        pulseboard_storage::resources::compact_counts(pool, me),
-        pulseboard_storage::resources::compact_counts(pool, me)
+        pulseboard_storage::resources::compact_counts(&app.app.db, me),
+        pulseboard_storage::resources::compact_counts(&app.app.db, me)
     );
     x.unwrap();
     y.unwrap();
     check("after compaction").await;
     // Deleting the other account cascades to its resource; our totals are untouched.
     sqlx::query("DELETE FROM users WHERE email = 'totals-other@example.com'")
-        .execute(pool)
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     check("after another account went").await;
     // Many small statements: PostgreSQL appends a delta row for each; the cleanup job folds them.
     for i in 0..70 {
-        add(&app, c, &format!("https://many{i}.example.net/")).await;
+        app.add_resource(c, &format!("https://many{i}.example.net/"))
+            .await;
     }
-    let folded = pulseboard_storage::resources::compact_all_counts(pool)
+    let folded = pulseboard_storage::resources::compact_all_counts(&app.app.db)
         .await
         .unwrap();
     let rows_left: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM resource_counts WHERE user_id = $1")
             .bind(me)
-            .fetch_one(pool)
+            .fetch_one(&mut *app.sql().await)
             .await
             .unwrap();
     match app.app.db.backend() {
@@ -1210,11 +1092,11 @@ async fn totals_stay_exact_through_every_change() {
     check("after the cleanup folded the deltas").await;
     let total: i64 =
         sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resource_counts")
-            .fetch_one(pool)
+            .fetch_one(&mut *app.sql().await)
             .await
             .unwrap();
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources")
-        .fetch_one(pool)
+        .fetch_one(&mut *app.sql().await)
         .await
         .unwrap();
     assert_eq!(total, rows);
@@ -1236,10 +1118,8 @@ async fn concurrent_additions_commit_together_and_fail_alone() {
         calls.push(tokio::spawn(async move {
             c.post(url)
                 .json(&json!({ "url": format!("https://burst{n}.example.org/") }))
-                .send()
+                .fetch_status()
                 .await
-                .unwrap()
-                .status()
         }));
     }
     let mut created = 0;
@@ -1282,9 +1162,8 @@ async fn slow_import(
             format!("multipart/form-data; boundary={boundary}"),
         )
         .body(slow_body(body, parts, secs))
-        .send()
+        .fetch()
         .await
-        .unwrap()
 }
 
 fn uploads_in(app: &TestApp) -> usize {
@@ -1299,7 +1178,7 @@ async fn requests_of(app: &TestApp, email: &str) -> i64 {
          WHERE u.email = $1",
     )
     .bind(email)
-    .fetch_one(app.app.db.pool())
+    .fetch_one(&mut *app.sql().await)
     .await
     .unwrap()
 }
@@ -1310,14 +1189,7 @@ async fn requests_of(app: &TestApp, email: &str) -> i64 {
 #[tokio::test]
 async fn imports_in_flight_are_limited_per_user() {
     // No worker: accepted requests stay pending, in flight.
-    let app = TestApp::spawn_with(
-        common::Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.http.imports_per_user = 2,
-    )
-    .await;
+    let app = TestApp::spawn_configured(|c| c.http.imports_per_user = 2).await;
     let c = &app.client;
     app.register(c, "eager@example.com").await;
     let zip = zip_of(&[("urls.csv", b"https://eager.example/\n")]);
@@ -1362,10 +1234,8 @@ async fn imports_in_flight_are_limited_per_user() {
     let r = c
         .post(app.url("/resources"))
         .multipart(upload_form(zip.clone(), "urls.zip"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        .expect_status(StatusCode::TOO_MANY_REQUESTS)
+        .await;
     assert!(r.headers().contains_key("retry-after"));
 
     // Another user has places of their own.
@@ -1379,7 +1249,7 @@ async fn imports_in_flight_are_limited_per_user() {
          (SELECT MIN(j.id) FROM jobs j JOIN processing_requests p ON j.idempotency_key = 'import:' || p.id \
           JOIN users u ON u.id = p.user_id WHERE u.email = 'eager@example.com')",
     )
-    .execute(app.app.db.pool())
+    .execute(&mut *app.sql().await)
     .await
     .unwrap();
     import(&app, c, zip).await;
@@ -1391,27 +1261,17 @@ async fn imports_in_flight_are_limited_per_user() {
 /// body is read, with or without a Content-Length: nothing spooled, no request created.
 #[tokio::test]
 async fn uploads_are_refused_with_507_when_the_disk_is_short() {
-    let app = TestApp::spawn_with(
-        common::Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.http.upload_min_free_bytes = u64::MAX / 2,
-    )
-    .await;
+    let app = TestApp::spawn_configured(|c| c.http.upload_min_free_bytes = u64::MAX / 2).await;
     let c = &app.client;
     app.register(c, "cramped@example.com").await;
     let zip = zip_of(&[("urls.csv", b"https://cramped.example/\n")]);
     // More attempts than `imports_per_user`: a refused upload gives its place back.
     for _ in 0..3 {
-        let r = c
+        let v: Value = c
             .post(app.url("/resources"))
             .multipart(upload_form(zip.clone(), "urls.zip"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
-        let v: Value = r.json().await.unwrap();
+            .expect_json(StatusCode::INSUFFICIENT_STORAGE)
+            .await;
         assert_eq!(v["error"], "insufficient_storage", "{v}");
         let message = v["message"].as_str().unwrap();
         assert!(message.contains("free"), "{message}");
@@ -1443,14 +1303,9 @@ async fn an_upload_that_fills_the_disk_stops_with_507() {
         .parse()
         .unwrap();
     let margin = 24 * 1024 * 1024;
-    let app = TestApp::spawn_with(
-        common::Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.http.upload_min_free_bytes = free.saturating_sub(margin),
-    )
-    .await;
+    let app =
+        TestApp::spawn_configured(|c| c.http.upload_min_free_bytes = free.saturating_sub(margin))
+            .await;
     let c = &app.client;
     app.register(c, "filling@example.com").await;
     // 96 MiB (under the 100 MiB upload limit) of a "ZIP" without a Content-Length.
@@ -1461,7 +1316,7 @@ async fn an_upload_that_fills_the_disk_stops_with_507() {
         }
         Ok::<_, std::io::Error>(chunk)
     });
-    let r = c
+    let v: Value = c
         .post(app.url("/resources"))
         .multipart(
             Form::new().part(
@@ -1472,110 +1327,303 @@ async fn an_upload_that_fills_the_disk_stops_with_507() {
                 .file_name("big.zip"),
             ),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
-    let v: Value = r.json().await.unwrap();
+        .expect_json(StatusCode::INSUFFICIENT_STORAGE)
+        .await;
     assert_eq!(v["error"], "insufficient_storage", "{v}");
     assert_eq!(uploads_in(&app), 0, "the partial upload is removed");
     assert_eq!(requests_of(&app, "filling@example.com").await, 0);
     app.stop().await;
 }
 
-/// Item 13: an import retried after its worker died (kill -9, a timeout) reports true counters.
-/// The first attempt runs to the end; then the state a crash leaves is made by hand: some of its
-/// rows (every other one) as if their batches had committed, the request `in_process`, the
-/// upload still there, the job queued again. The retry counts the rows the first attempt created
-/// as created, not as duplicates, and gives them no second event; real duplicates (the
-/// catalogue's, repeats in the file) stay duplicates.
-#[tokio::test]
-async fn a_retried_import_counts_its_own_rows_as_created() {
-    let app = TestApp::spawn_with_worker().await;
-    let c = &app.client;
-    app.register(c, "retry@example.com").await;
-    for i in 0..50 {
-        add(&app, c, &format!("https://kept{i}.example.net/")).await;
-    }
+/// Issue #24 item 4: an archive for the resumable-import tests, 710 data lines after a header:
+/// 600 new URLs, 60 in-file duplicates (another spelling of an earlier line, some of them hundreds
+/// of lines back, so across batches and across the position of a kill), 30 URLs of the catalogue
+/// ([`add_resume_catalogue`]) and 20 bad lines, interleaved.
+fn resume_archive() -> Vec<u8> {
     let mut csv = String::from("url\n");
-    for i in 0..300 {
-        csv.push_str(&format!("https://retry{i}.example.net/\n"));
+    for i in 0..600 {
+        csv.push_str(&format!("https://r{i}.resume.example/p?i={i}\n"));
+        if i % 10 == 9 {
+            let j = i / 2;
+            csv.push_str(&format!("HTTPS://R{j}.RESUME.EXAMPLE:443/p?i={j}\n"));
+        }
+        if i % 20 == 4 {
+            csv.push_str(&format!("https://cat{}.resume.example/\n", i / 20));
+        }
+        if i % 30 == 7 {
+            csv.push_str(&format!("not a url {i}\n"));
+        }
     }
-    for i in 0..20 {
-        csv.push_str(&format!("https://retry{i}.example.net/\n"));
+    zip_of(&[("urls.csv", csv.as_bytes())])
+}
+
+async fn add_resume_catalogue(app: &TestApp, c: &reqwest::Client) {
+    for i in 0..30 {
+        app.add_resource(c, &format!("https://cat{i}.resume.example/"))
+            .await;
     }
-    for i in 0..50 {
-        csv.push_str(&format!("https://kept{i}.example.net/\n"));
-    }
-    let zip = zip_of(&[("urls.csv", csv.as_bytes())]);
-    let counts = |v: &Value| {
-        (
-            v["total"].as_i64().unwrap(),
-            v["processed"].as_i64().unwrap(),
-            v["created"].as_i64().unwrap(),
-            v["duplicates"].as_i64().unwrap(),
-            v["errors"]["count"].as_i64().unwrap(),
-        )
+}
+
+/// Uploads the archive as a new user with the catalogue; the app has no worker, so the job stays
+/// queued and the test runs the attempts itself. Returns the client and the import request.
+async fn queued_resume_import(
+    app: &TestApp,
+    email: &str,
+) -> (reqwest::Client, pulseboard_watch::import::Request<'static>) {
+    let c = app.new_client();
+    app.register(&c, email).await;
+    add_resume_catalogue(app, &c).await;
+    let id = import(app, &c, resume_archive()).await;
+    let (payload,): (String,) =
+        sqlx::query_as("SELECT payload FROM jobs WHERE idempotency_key = $1")
+            .bind(format!("import:{id}"))
+            .fetch_one(&mut *app.sql().await)
+            .await
+            .unwrap();
+    let payload: Value = serde_json::from_str(&payload).unwrap();
+    let path = std::path::PathBuf::from(payload["path"].as_str().unwrap());
+    let req = pulseboard_watch::import::Request {
+        request_id: Box::leak(id.into_boxed_str()),
+        user_id: app.user(email).await.id,
+        path: Box::leak(path.into_boxed_path()),
     };
-    let id = import(&app, c, zip.clone()).await;
-    let v = finished(&app, c, &id).await;
-    assert_eq!(v["status"], "succeeded", "{v}");
-    assert_eq!(counts(&v), (370, 370, 300, 70, 0));
-    let pool = app.app.db.pool();
-    let own: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE import_id = $1")
-        .bind(&id)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(own, 300, "the import's rows record the request");
+    (c, req)
+}
 
-    // What a worker killed mid-way leaves.
-    let dropped = sqlx::query("DELETE FROM resources WHERE import_id = $1 AND id % 2 = 0")
-        .bind(&id)
-        .execute(pool)
-        .await
-        .unwrap()
-        .rows_affected();
-    assert!(dropped > 100 && dropped < 200, "{dropped}");
-    sqlx::query("UPDATE processing_requests SET status = 'in_process' WHERE id = $1")
-        .bind(&id)
-        .execute(pool)
-        .await
-        .unwrap();
-    std::fs::write(app.data_dir.join("uploads").join(format!("{id}.zip")), &zip).unwrap();
-    let (job, _) = job_of_request(&app, &id).await;
-    sqlx::query("UPDATE jobs SET status = 'dead' WHERE id = $1")
-        .bind(job)
-        .execute(pool)
-        .await
-        .unwrap();
-    assert!(pulseboard_storage::jobs::requeue_dead(
-        &app.app.db,
-        job,
-        pulseboard_domain::Timestamp::now()
+/// Batches of 50, so that the 710 lines take 15 transactions and a kill can land between them.
+fn small_batches() -> pulseboard_watch::import::ImportLimits {
+    pulseboard_watch::import::ImportLimits {
+        batch: 50,
+        ..Default::default()
+    }
+}
+
+/// The request as the API shows it.
+async fn request_json(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
+    let (status, v) = get_json(c, app.url(&format!("/processing-requests/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    v
+}
+
+/// The counters and kept error lines of a finished request, for comparing two runs.
+fn outcome(v: &Value) -> (Value, Value, Value, Value, Value, Value, Value) {
+    (
+        v["status"].clone(),
+        v["total"].clone(),
+        v["processed"].clone(),
+        v["created"].clone(),
+        v["duplicates"].clone(),
+        v["errors"]["count"].clone(),
+        v["errors"]["error_urls"].clone(),
     )
+}
+
+/// Each resource the import created has exactly one `resource_added` event, and nothing else of
+/// the user's got one twice: the resumed attempts wrote no row before their position again.
+async fn assert_one_event_per_created_resource(
+    app: &TestApp,
+    req: &pulseboard_watch::import::Request<'_>,
+    rows_left: i64,
+) {
+    let (rows, events, distinct): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM resources WHERE import_id = $1), \
+                (SELECT COUNT(*) FROM events e JOIN resources r ON r.uuid = e.resource_uuid \
+                  WHERE r.import_id = $1 AND e.kind = 'resource_added'), \
+                (SELECT COUNT(DISTINCT e.resource_uuid) FROM events e JOIN resources r \
+                  ON r.uuid = e.resource_uuid WHERE r.import_id = $1 AND e.kind = 'resource_added')",
+    )
+    .bind(req.request_id)
+    .fetch_one(&mut *app.sql().await)
     .await
-    .unwrap());
+    .unwrap();
+    assert_eq!((rows, events, distinct), (rows_left, rows_left, rows_left));
+    let user_events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE user_id = $1 AND kind = 'resource_added'",
+    )
+    .bind(req.user_id)
+    .fetch_one(&mut *app.sql().await)
+    .await
+    .unwrap();
+    assert_eq!(user_events, 630, "30 additions and 600 imported, each once");
+}
 
-    let v = finished(&app, c, &id).await;
+/// Runs one attempt that is "killed" after `batches` batches and checks what it leaves: the
+/// request `in_process` at exactly the expected position, the upload kept.
+async fn kill_after(
+    app: &TestApp,
+    c: &reqwest::Client,
+    req: pulseboard_watch::import::Request<'_>,
+    batches: usize,
+    expected_position: i64,
+) {
+    let stopped =
+        pulseboard_watch::import::run_killed_after(&app.app.db, req, &small_batches(), batches)
+            .await
+            .unwrap();
+    assert!(stopped, "the import should not finish in {batches} batches");
+    let v = request_json(app, c, req.request_id).await;
+    assert_eq!(v["status"], "in_process", "{v}");
+    assert_eq!(v["total"], 710, "{v}");
+    assert_eq!(v["processed"], expected_position, "{v}");
+    let counted = v["created"].as_i64().unwrap()
+        + v["duplicates"].as_i64().unwrap()
+        + v["errors"]["count"].as_i64().unwrap();
+    assert_eq!(
+        counted, expected_position,
+        "every consumed line counted once: {v}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE import_id = $1")
+        .bind(req.request_id)
+        .fetch_one(&mut *app.sql().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        v["created"].as_i64().unwrap(),
+        "rows commit with the position: {v}"
+    );
+    assert!(req.path.is_file(), "the upload is kept for the retry");
+}
+
+/// Issue #24 item 4: an import killed after some batches and retried resumes from its stored
+/// position; its final counters and error lines are exactly an uninterrupted run's on the same
+/// archive (in-file duplicates across the kill, catalogue duplicates, bad lines), and no row
+/// before the position is written twice. The retry uses batches of another size (the job's
+/// default, 1,000), so the position need not fall on a batch boundary of the new attempt.
+#[tokio::test]
+async fn an_interrupted_import_resumes_with_the_counters_of_an_uninterrupted_run() {
+    use pulseboard_watch::import::{run, ImportLimits};
+    let app = TestApp::spawn().await;
+    let (ref_client, reference) = queued_resume_import(&app, "whole@example.com").await;
+    run(&app.app.db, reference, &small_batches()).await.unwrap();
+    let whole = request_json(&app, &ref_client, reference.request_id).await;
+    let expected = outcome(&whole);
+    assert_eq!(whole["status"], "succeeded", "{whole}");
+    assert_eq!(
+        (
+            &whole["total"],
+            &whole["processed"],
+            &whole["created"],
+            &whole["duplicates"]
+        ),
+        (&json!(710), &json!(710), &json!(600), &json!(90)),
+        "{whole}"
+    );
+    assert_eq!(whole["errors"]["count"], 20, "{whole}");
+
+    let (c, req) = queued_resume_import(&app, "killed@example.com").await;
+    kill_after(&app, &c, req, 7, 350).await;
+    // The user deletes a URL imported before the position (line 176) that the file repeats after
+    // it (line 354). As in an uninterrupted run, the repeat is an in-file duplicate: the retry
+    // knows the skipped lines' URLs without the database, so it does not create it again.
+    let (uuid,): (String,) =
+        sqlx::query_as("SELECT uuid FROM resources WHERE import_id = $1 AND full_url LIKE $2")
+            .bind(req.request_id)
+            .bind("%//r149.resume.example/%")
+            .fetch_one(&mut *app.sql().await)
+            .await
+            .unwrap();
+    let r = c
+        .delete(app.url(&format!("/resources/{uuid}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    run(&app.app.db, req, &ImportLimits::default())
+        .await
+        .unwrap();
+    let resumed = request_json(&app, &c, req.request_id).await;
+    assert_eq!(outcome(&resumed), expected, "{resumed}");
+    assert_one_event_per_created_resource(&app, &req, 599).await;
+    assert!(!req.path.exists(), "the upload is removed once finished");
+    app.stop().await;
+}
+
+/// Issue #24 item 4: several interruptions in a row (one before any batch committed, as a kill
+/// during inspection would), each attempt resuming where the last commit left it.
+#[tokio::test]
+async fn an_import_interrupted_several_times_resumes_each_time() {
+    let app = TestApp::spawn().await;
+    let (c, req) = queued_resume_import(&app, "crashy@example.com").await;
+    let mut position = 0;
+    for batches in [2, 0, 3, 1, 5] {
+        position += 50 * batches as i64;
+        kill_after(&app, &c, req, batches, position).await;
+    }
+    assert_eq!(position, 550);
+    pulseboard_watch::import::run(&app.app.db, req, &small_batches())
+        .await
+        .unwrap();
+    let v = request_json(&app, &c, req.request_id).await;
     assert_eq!(v["status"], "succeeded", "{v}");
-    assert_eq!(counts(&v), (370, 370, 300, 70, 0), "{v}");
-    // The worker records finished jobs in batches, just after the request says so.
-    eventually(5, || async {
-        (job_of_request(&app, &id).await.1 == "done").then_some(())
-    })
-    .await;
-    let (_, list) = get_json(c, app.url("/resources?per_page=1")).await;
-    assert_eq!(list["meta"]["total_items"], 350);
-    // 50 additions, 300 rows of the first attempt, the dropped ones again: no second event for
-    // a row the first attempt created.
-    let (_, feed) = get_json(c, app.url("/feed?per_page=1")).await;
-    assert_eq!(feed["meta"]["total_items"], 350 + dropped as i64);
+    assert_eq!(
+        (
+            &v["total"],
+            &v["processed"],
+            &v["created"],
+            &v["duplicates"],
+            &v["errors"]["count"]
+        ),
+        (
+            &json!(710),
+            &json!(710),
+            &json!(600),
+            &json!(90),
+            &json!(20)
+        ),
+        "{v}"
+    );
+    let errors = v["errors"]["error_urls"].as_array().unwrap();
+    assert_eq!(errors.len(), 20, "{v}");
+    assert_eq!(errors[0], "not a url 7");
+    assert_eq!(errors[19], "not a url 577");
+    assert_one_event_per_created_resource(&app, &req, 600).await;
+    // A finished request is not run again by a late duplicate of its job.
+    pulseboard_watch::import::run(&app.app.db, req, &small_batches())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&request_json(&app, &c, req.request_id).await),
+        outcome(&v)
+    );
+    app.stop().await;
+}
 
-    // The same file uploaded again is another request: everything in it is a duplicate now.
-    let again = import(&app, c, zip).await;
-    let v = finished(&app, c, &again).await;
-    assert_eq!(counts(&v), (370, 370, 0, 370, 0), "{v}");
+/// Issue #24: an attempt taken over under load (its lease lost, its task not yet aborted) runs
+/// beside its successor for a while. Both resume from the same position; each batch's counters
+/// are fenced on the position it started from, so the one that falls behind writes nothing and
+/// stops, and the counters stay exact.
+#[tokio::test]
+async fn two_attempts_at_once_count_every_line_once() {
+    use pulseboard_watch::import::{run, ImportError};
+    let app = TestApp::spawn().await;
+    let (c, req) = queued_resume_import(&app, "twice@example.com").await;
+    kill_after(&app, &c, req, 3, 150).await;
+    let limits = small_batches();
+    let (a, b) = tokio::join!(
+        run(&app.app.db, req, &limits),
+        run(&app.app.db, req, &limits)
+    );
+    for outcome in [&a, &b] {
+        assert!(
+            matches!(outcome, Ok(()) | Err(ImportError::Superseded)),
+            "{outcome:?}"
+        );
+    }
+    assert!(a.is_ok() || b.is_ok(), "one attempt finishes: {a:?} {b:?}");
+    let v = request_json(&app, &c, req.request_id).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(
+        (
+            &v["processed"],
+            &v["created"],
+            &v["duplicates"],
+            &v["errors"]["count"]
+        ),
+        (&json!(710), &json!(600), &json!(90), &json!(20)),
+        "{v}"
+    );
+    assert_one_event_per_created_resource(&app, &req, 600).await;
     app.stop().await;
 }
 
@@ -1584,7 +1632,7 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     let app = TestApp::spawn().await;
     let c = &app.client;
     app.register(c, "etag-res@example.com").await;
-    let first = add(&app, c, "https://example.org/a").await;
+    let first = app.add_resource(c, "https://example.org/a").await;
     let uuid = first["uuid"].as_str().unwrap().to_owned();
 
     // The list.
@@ -1630,7 +1678,7 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     assert!(body.is_empty());
 
     // A change: the old list tag gets the full, new answer with a new tag.
-    add(&app, c, "https://example.com/b").await;
+    app.add_resource(c, "https://example.com/b").await;
     let (status, new_tag, _, body) =
         common::conditional_get(c, app.url("/resources"), Some(&tag)).await;
     assert_eq!(status, StatusCode::OK);
@@ -1640,13 +1688,10 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     let (status, ..) = common::conditional_get(c, app.url("/resources"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     // A change to the resource itself changes its tag.
-    let r = c
-        .patch(one.clone())
+    c.patch(one.clone())
         .json(&json!({"check_interval_secs": 300}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let (status, changed_tag, ..) = common::conditional_get(c, one.clone(), Some(&one_tag)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(changed_tag, one_tag);
@@ -1654,7 +1699,7 @@ async fn the_list_and_one_resource_have_etags_and_answer_if_none_match_with_304(
     // Another user: their own list and tag; this user's resource is a 404, never a 304.
     let other = app.new_client();
     app.register(&other, "etag-res-other@example.com").await;
-    add(&app, &other, "https://example.net/c").await;
+    app.add_resource(&other, "https://example.net/c").await;
     let (status, other_tag, _, body) =
         common::conditional_get(&other, app.url("/resources"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::OK);
@@ -1733,9 +1778,8 @@ async fn idempotency_key_on_post_resources() {
                 .post(url)
                 .header("Idempotency-Key", "parallel")
                 .json(&json!({ "url": "https://example.net/parallel" }))
-                .send()
-                .await
-                .unwrap();
+                .fetch()
+                .await;
             (r.status(), r.json::<Value>().await.unwrap())
         })
     });

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{eventually, Options, TestApp};
+use common::{eventually, Fetch, TestApp};
 use pulseboard::App;
 use pulseboard_storage::jobs;
 use pulseboard_watch::capture::{find_chromium, CaptureError, Capturer};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -38,14 +38,8 @@ impl Site {
             port: listener.local_addr().unwrap().port(),
             hits: Default::default(),
         };
-        let s = site.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let _ = s.serve(stream).await;
-                });
-            }
+        common::serve_each(listener, site.clone(), |s, stream| async move {
+            s.serve(stream).await
         });
         site
     }
@@ -59,15 +53,9 @@ impl Site {
     }
 
     async fn serve(&self, mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 2048];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let Some(buf) = common::read_head(&mut stream).await? else {
+            return Ok(());
+        };
         let head = String::from_utf8_lossy(&buf);
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
@@ -225,32 +213,20 @@ impl WsServer {
 }
 
 async fn add(app: &TestApp, c: &reqwest::Client, url: &str) -> String {
-    let r = c
-        .post(app.url("/resources"))
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
-    let v: Value = r.json().await.unwrap();
+    let v = app.add_resource(c, url).await;
     v["uuid"].as_str().unwrap().to_owned()
 }
 
 async fn capture(app: &TestApp, c: &reqwest::Client, uuid: &str) -> reqwest::Response {
     c.post(app.url(&format!("/resources/{uuid}/screenshot/capture")))
-        .send()
+        .fetch()
         .await
-        .unwrap()
 }
 
 async fn resource(app: &TestApp, c: &reqwest::Client, uuid: &str) -> Value {
     c.get(app.url(&format!("/resources/{uuid}")))
-        .send()
+        .fetch_json()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Width and height from a PNG's IHDR chunk.
@@ -260,19 +236,41 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 }
 
 async fn capture_app(tweak: impl FnOnce(&mut pulseboard_config::Config)) -> TestApp {
-    TestApp::spawn_with(
-        Options {
-            worker: true,
-            scheduler: false,
-        },
-        |c| {
-            // Generous: Chromium starts slowly on a busy two-core machine.
-            c.screenshots.timeout_secs = 60;
-            c.jobs.max_attempts = 2;
-            tweak(c);
-        },
-    )
+    TestApp::spawn_with_worker_configured(|c| {
+        // Generous: Chromium starts slowly on a busy two-core machine.
+        c.screenshots.timeout_secs = 60;
+        c.jobs.max_attempts = 2;
+        tweak(c);
+    })
     .await
+}
+
+/// The capture guard as deployed: private targets refused, `localhost` allowed by name (so that
+/// the site served here can be reached under that name and point at private addresses).
+async fn guarded_capture_app() -> TestApp {
+    capture_app(|c| {
+        c.monitor.allow_private_targets = false;
+        c.monitor.allowed_hosts = vec!["localhost".into()];
+    })
+    .await
+}
+
+/// Asks for a capture of `uuid` and waits until it is stored. Without Chromium it checks the 503
+/// instead and returns false: the rest of `test` cannot run.
+async fn captured(app: &TestApp, c: &reqwest::Client, uuid: &str, test: &str) -> bool {
+    let r = capture(app, c, uuid).await;
+    if find_chromium("").is_none() {
+        println!("Chromium is not installed: the {test} test only checks the 503");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        return false;
+    }
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    eventually(120, || async {
+        let v = resource(app, c, uuid).await;
+        (!v["screenshot"].is_null()).then_some(())
+    })
+    .await;
+    true
 }
 
 #[tokio::test]
@@ -309,10 +307,8 @@ async fn a_capture_stores_a_png_like_an_upload() {
 
     let r = c
         .get(app.url(&format!("/resources/{uuid}/screenshot")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(r.headers()["content-type"], "image/png");
     let png = r.bytes().await.unwrap();
     assert!(png.starts_with(PNG_MAGIC), "not a PNG");
@@ -327,14 +323,7 @@ async fn a_capture_stores_a_png_like_an_upload() {
     assert!(site.hits("/frame") >= 1, "the cross-site frame loaded too");
 
     // The same feed event as an upload.
-    let feed: Value = c
-        .get(app.url("/feed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let feed: Value = c.get(app.url("/feed")).fetch_json().await;
     assert_eq!(feed["items"][0]["kind"], "photo_added");
     assert_eq!(feed["items"][0]["resource_uuid"], uuid.as_str());
     assert_eq!(feed["items"][0]["details"]["source"], "capture");
@@ -343,14 +332,7 @@ async fn a_capture_stores_a_png_like_an_upload() {
     let r = capture(&app, c, &uuid).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     eventually(120, || async {
-        let v: Value = c
-            .get(app.url("/feed"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = c.get(app.url("/feed")).fetch_json().await;
         (v["meta"]["total_items"].as_i64() == Some(3)).then_some(())
     })
     .await;
@@ -412,16 +394,10 @@ async fn the_capturer_times_out_relaunches_a_dead_browser_and_goes_on() {
 
 #[tokio::test]
 async fn without_chromium_capture_is_a_clear_503() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.screenshots.chromium_path = "/nonexistent/chromium".into();
-            c.monitor.allow_private_targets = true;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.screenshots.chromium_path = "/nonexistent/chromium".into();
+        c.monitor.allow_private_targets = true;
+    })
     .await;
     let c = &app.client;
     let guest = app.new_client();
@@ -454,7 +430,7 @@ async fn without_chromium_capture_is_a_clear_503() {
     // Nothing was queued.
     let queued: (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE kind = 'capture_screenshot'")
-            .fetch_one(app.app.db.pool())
+            .fetch_one(&mut *app.sql().await)
             .await
             .unwrap();
     assert_eq!(queued.0, 0);
@@ -464,16 +440,10 @@ async fn without_chromium_capture_is_a_clear_503() {
 #[tokio::test]
 async fn screenshots_capture_always_or_never_overrides_the_local_lookup() {
     // `always`: the API takes the request although it has no Chromium (the workers do).
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.screenshots.chromium_path = "/nonexistent/chromium".into();
-            c.screenshots.capture = pulseboard_config::CaptureMode::Always;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.screenshots.chromium_path = "/nonexistent/chromium".into();
+        c.screenshots.capture = pulseboard_config::CaptureMode::Always;
+    })
     .await;
     let c = &app.client;
     app.register(c, "always@example.com").await;
@@ -487,13 +457,9 @@ async fn screenshots_capture_always_or_never_overrides_the_local_lookup() {
     app.stop().await;
 
     // `never`: switched off, whatever is installed.
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.screenshots.capture = pulseboard_config::CaptureMode::Never,
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.screenshots.capture = pulseboard_config::CaptureMode::Never
+    })
     .await;
     let c = &app.client;
     app.register(c, "never@example.com").await;
@@ -512,11 +478,7 @@ async fn screenshots_capture_always_or_never_overrides_the_local_lookup() {
 async fn captures_never_reach_private_addresses_unless_allowed() {
     let site = Site::start().await;
     // Private targets refused; `localhost` trusted by name, as an operator might trust one host.
-    let app = capture_app(|c| {
-        c.monitor.allow_private_targets = false;
-        c.monitor.allowed_hosts = vec!["localhost".into()];
-    })
-    .await;
+    let app = guarded_capture_app().await;
     let c = &app.client;
     app.register(c, "guard@example.com").await;
 
@@ -580,28 +542,15 @@ async fn websockets_of_a_captured_page_never_reach_private_addresses() {
     // 127.0.0.2: loopback, so reachable from here, but not the allowed `localhost`.
     let inside = WsServer::start("127.0.0.2").await;
     let echo = WsServer::start("127.0.0.1").await;
-    let app = capture_app(|c| {
-        c.monitor.allow_private_targets = false;
-        c.monitor.allowed_hosts = vec!["localhost".into()];
-    })
-    .await;
+    let app = guarded_capture_app().await;
     let c = &app.client;
     app.register(c, "sockets@example.com").await;
     let page = format!("/ws-page?to={}&echo={}", inside.addr, echo.addr.port());
     let uuid = add(&app, c, &site.url("localhost", &page)).await;
-    let r = capture(&app, c, &uuid).await;
-    if find_chromium("").is_none() {
-        println!("Chromium is not installed: the WebSocket guard test only checks the 503");
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    if !captured(&app, c, &uuid, "WebSocket guard").await {
         app.stop().await;
         return;
     }
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    eventually(120, || async {
-        let v = resource(&app, c, &uuid).await;
-        (!v["screenshot"].is_null()).then_some(())
-    })
-    .await;
     assert!(site.hits("/ws-page") >= 1);
     assert_eq!(
         site.hits("/ws-echoed"),
@@ -629,11 +578,7 @@ async fn websockets_of_a_captured_page_never_reach_private_addresses() {
 async fn sub_resources_and_fetches_of_a_captured_page_never_reach_private_addresses() {
     let site = Site::start().await;
     let inside = WsServer::start("127.0.0.2").await;
-    let app = capture_app(|c| {
-        c.monitor.allow_private_targets = false;
-        c.monitor.allowed_hosts = vec!["localhost".into()];
-    })
-    .await;
+    let app = guarded_capture_app().await;
     let c = &app.client;
     app.register(c, "peek@example.com").await;
     let uuid = add(
@@ -642,19 +587,10 @@ async fn sub_resources_and_fetches_of_a_captured_page_never_reach_private_addres
         &site.url("localhost", &format!("/peek-page?to={}", inside.addr)),
     )
     .await;
-    let r = capture(&app, c, &uuid).await;
-    if find_chromium("").is_none() {
-        println!("Chromium is not installed: the sub-resource guard test only checks the 503");
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    if !captured(&app, c, &uuid, "sub-resource guard").await {
         app.stop().await;
         return;
     }
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    eventually(120, || async {
-        let v = resource(&app, c, &uuid).await;
-        (!v["screenshot"].is_null()).then_some(())
-    })
-    .await;
     assert!(site.hits("/peek-page") >= 1);
     assert_eq!(site.hits("/fetch-done"), 1, "the page's fetch settled");
     assert_eq!(
@@ -797,9 +733,8 @@ async fn screenshots_live_in_s3_when_blobs_url_says_so() {
     let bucket = "pulseboard-test";
     let r = reqwest::Client::new()
         .put(format!("{}/{bucket}", moto.endpoint))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert!(r.status().is_success(), "create bucket: {}", r.status());
     let s3 = s3_app(&moto, bucket, "shots/test").await;
     assert_eq!(s3.app.blobs.describe(), "s3://pulseboard-test/shots/test");
@@ -809,41 +744,23 @@ async fn screenshots_live_in_s3_when_blobs_url_says_so() {
     assert_eq!(s3.app.blobs.get("nothing-here.png").await.unwrap(), None);
     s3.app.blobs.delete("nothing-here.png").await.unwrap();
 
-    let r = c
-        .post(s3.url("/user"))
+    c.post(s3.url("/user"))
         .json(&json!({"email": "s3@example.com", "password": common::PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let r: Value = c
         .post(s3.url("/resources"))
         .json(&json!({"url": "https://s3.example.com/"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let uuid = r["uuid"].as_str().unwrap().to_owned();
     let mut png = PNG_MAGIC.to_vec();
     png.extend_from_slice(&[7u8; 4096]);
-    let upload = |bytes: Vec<u8>| {
-        Form::new().part(
-            "file",
-            Part::bytes(bytes)
-                .file_name("shot.png")
-                .mime_str("image/png")
-                .unwrap(),
-        )
-    };
-    let r = c
-        .post(s3.url(&format!("/resources/{uuid}")))
+    let upload = |bytes: Vec<u8>| common::file_form(bytes, "shot.png", "image/png");
+    c.post(s3.url(&format!("/resources/{uuid}")))
         .multipart(upload(png.clone()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .expect_status(StatusCode::CREATED)
+        .await;
 
     let keys = moto.keys(bucket).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -857,30 +774,22 @@ async fn screenshots_live_in_s3_when_blobs_url_says_so() {
     );
     let r = c
         .get(s3.url(&format!("/resources/{uuid}/screenshot")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), png.as_slice());
 
     // A replacement removes the old object; deleting the resource removes the last one.
     png[9] = 1;
-    let r = c
-        .post(s3.url(&format!("/resources/{uuid}")))
+    c.post(s3.url(&format!("/resources/{uuid}")))
         .multipart(upload(png.clone()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .expect_status(StatusCode::CREATED)
+        .await;
     let after = moto.keys(bucket).await;
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, keys);
-    let r = c
-        .delete(s3.url(&format!("/resources/{uuid}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    c.delete(s3.url(&format!("/resources/{uuid}")))
+        .expect_status(StatusCode::NO_CONTENT)
+        .await;
     assert!(moto.keys(bucket).await.is_empty());
 
     let mut s3 = s3;
@@ -913,17 +822,11 @@ async fn a_missing_bucket_is_an_error_not_a_hang() {
 
 #[tokio::test]
 async fn a_resource_removed_by_failed_checks_takes_its_screenshot_along() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.monitor.allow_private_targets = true;
-            c.monitor.max_retries = 2;
-            c.monitor.timeout_secs = 2;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.monitor.allow_private_targets = true;
+        c.monitor.max_retries = 2;
+        c.monitor.timeout_secs = 2;
+    })
     .await;
     let c = &app.client;
     app.register(c, "doomed@example.com").await;
@@ -935,13 +838,10 @@ async fn a_resource_removed_by_failed_checks_takes_its_screenshot_along() {
     let uuid = add(&app, c, &format!("http://127.0.0.1:{port}/")).await;
     let mut png = PNG_MAGIC.to_vec();
     png.extend_from_slice(&[1u8; 256]);
-    let r = c
-        .post(app.url(&format!("/resources/{uuid}")))
+    c.post(app.url(&format!("/resources/{uuid}")))
         .multipart(Form::new().part("file", Part::bytes(png).file_name("s.png")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .expect_status(StatusCode::CREATED)
+        .await;
     let blobs = || {
         std::fs::read_dir(app.data_dir.join("blobs"))
             .unwrap()
@@ -952,12 +852,8 @@ async fn a_resource_removed_by_failed_checks_takes_its_screenshot_along() {
     for _ in 0..2 {
         let v: Value = c
             .post(app.url(&format!("/resources/{uuid}/check")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .fetch_json()
+            .await;
         deleted = v["resource_deleted"] == true;
     }
     assert!(deleted, "deleted at monitor.max_retries");
@@ -969,16 +865,10 @@ async fn a_resource_removed_by_failed_checks_takes_its_screenshot_along() {
 /// it is finished, a new click queues a new capture.
 #[tokio::test]
 async fn a_repeated_capture_request_joins_the_one_under_way() {
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.screenshots.capture = pulseboard_config::CaptureMode::Always;
-            c.monitor.allow_private_targets = true;
-        },
-    )
+    let app = TestApp::spawn_configured(|c| {
+        c.screenshots.capture = pulseboard_config::CaptureMode::Always;
+        c.monitor.allow_private_targets = true;
+    })
     .await;
     let c = &app.client;
     app.register(c, "double-click@example.com").await;
@@ -995,14 +885,14 @@ async fn a_repeated_capture_request_joins_the_one_under_way() {
     assert_ne!(third, first);
     let count: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'capture_screenshot'")
-            .fetch_one(app.app.db.pool())
+            .fetch_one(&mut *app.sql().await)
             .await
             .unwrap();
     assert_eq!(count, 2);
     // Finished (as a worker would leave it): the next click is a new capture.
     sqlx::query("UPDATE jobs SET status = 'done' WHERE id = $1")
         .bind(first)
-        .execute(app.app.db.pool())
+        .execute(&mut *app.sql().await)
         .await
         .unwrap();
     let fourth = job_of(capture(&app, c, &uuid).await.json().await.unwrap());

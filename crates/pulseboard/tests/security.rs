@@ -4,24 +4,17 @@
 
 mod common;
 
-use common::{Options, TestApp, PASSWORD};
-use pulseboard_domain::{Email, Role, Timestamp};
+use common::{Fetch, TestApp, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// The API alone, behind a "proxy" on 127.0.0.0/8, so that each request can name its client
 /// address in X-Forwarded-For.
 async fn behind_proxy(tweak: impl FnOnce(&mut pulseboard_config::Config)) -> TestApp {
-    TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| {
-            c.http.trusted_proxies = vec!["127.0.0.0/8".into()];
-            tweak(c);
-        },
-    )
+    TestApp::spawn_configured(|c| {
+        c.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+        tweak(c);
+    })
     .await
 }
 
@@ -30,9 +23,8 @@ async fn login_from(app: &TestApp, addr: &str, email: &str, password: &str) -> r
         .post(app.url("/session"))
         .header("x-forwarded-for", addr)
         .json(&json!({"email": email, "password": password}))
-        .send()
+        .fetch()
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -116,14 +108,7 @@ async fn an_attacker_cannot_lock_the_owner_out_from_another_address() {
 #[tokio::test]
 async fn forwarding_headers_from_an_untrusted_peer_do_not_change_the_address() {
     // No trusted proxies: every request comes from 127.0.0.1 whatever it claims.
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.auth.login_max_failures = 2,
-    )
-    .await;
+    let app = TestApp::spawn_configured(|c| c.auth.login_max_failures = 2).await;
     app.register(&app.client, "victim@example.com").await;
     let mut statuses = Vec::new();
     for i in 0..4 {
@@ -165,7 +150,7 @@ async fn a_login_flood_is_answered_503_beyond_the_hashing_queue_and_health_stays
     let health = async {
         let mut ok = 0;
         for _ in 0..5 {
-            let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+            let r = app.client.get(app.url("/healthz")).fetch().await;
             ok += usize::from(r.status() == StatusCode::OK);
         }
         ok
@@ -196,9 +181,8 @@ async fn common_passwords_are_refused_with_the_reason() {
             .client
             .post(app.url("/user"))
             .json(&json!({"email": "new@example.com", "password": weak}))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{weak}");
         let body: Value = r.json().await.unwrap();
         assert!(
@@ -217,23 +201,19 @@ async fn a_demoted_admin_loses_admin_routes_at_once_and_a_promoted_user_gains_th
     let app = TestApp::spawn().await;
     let client = app.new_client();
     app.register(&client, "boss@example.com").await;
-    let email = Email::parse("boss@example.com").unwrap();
-    let db = app.app.db.pool();
     let queues = || client.get(app.url("/admin/queues")).send();
     assert_eq!(queues().await.unwrap().status(), StatusCode::FORBIDDEN);
     // Promoted by another process (the CLI): the same login gains the role at once, without
     // logging in again (its cached "user" role is checked again before a refusal).
-    pulseboard_storage::users::set_role(db, &email, Role::Admin, Timestamp::now())
-        .await
-        .unwrap();
+    app.promote("boss@example.com").await;
     assert_eq!(queues().await.unwrap().status(), StatusCode::OK);
     // Demoted: the very next request is refused, though the access token is still valid.
-    pulseboard_storage::users::set_role(db, &email, Role::User, Timestamp::now())
-        .await
-        .unwrap();
+    app.demote("boss@example.com").await;
     assert_eq!(queues().await.unwrap().status(), StatusCode::FORBIDDEN);
-    let logs = client.get(app.url("/logs")).send().await.unwrap();
-    assert_eq!(logs.status(), StatusCode::FORBIDDEN);
+    client
+        .get(app.url("/logs"))
+        .expect_status(StatusCode::FORBIDDEN)
+        .await;
     app.stop().await;
 }
 
@@ -249,7 +229,7 @@ async fn every_response_carries_the_security_headers() {
         "/nowhere",
         "/healthz",
     ] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.client.get(app.url(path)).fetch().await;
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         let script_src = csp
@@ -264,22 +244,16 @@ async fn every_response_carries_the_security_headers() {
         assert!(!h.contains_key("strict-transport-security"), "{path}");
     }
     // The page and the app load no inline script.
-    let index = app.client.get(app.url("/")).send().await.unwrap();
+    let index = app.client.get(app.url("/")).fetch().await;
     let html = index.text().await.unwrap();
     assert!(!html.contains("<script>"), "inline script in index.html");
-    let docs = app.client.get(app.url("/docs")).send().await.unwrap();
+    let docs = app.client.get(app.url("/docs")).fetch().await;
     assert!(!docs.text().await.unwrap().contains("<script>"));
     app.stop().await;
 
-    let app = TestApp::spawn_with(
-        Options {
-            worker: false,
-            scheduler: false,
-        },
-        |c| c.http.public_url = "https://board.example.com".into(),
-    )
-    .await;
-    let r = app.client.get(app.url("/")).send().await.unwrap();
+    let app =
+        TestApp::spawn_configured(|c| c.http.public_url = "https://board.example.com".into()).await;
+    let r = app.client.get(app.url("/")).fetch().await;
     assert!(r.headers()["strict-transport-security"]
         .to_str()
         .unwrap()
@@ -297,7 +271,7 @@ async fn path_and_query_rejections_use_the_json_error_format() {
         ("/unsubscribe?u=abc", StatusCode::BAD_REQUEST),
         ("/resources?page=x", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.client.get(app.url(path)).fetch().await;
         let got = r.status();
         let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(ct.starts_with("application/json"), "{path}: {ct}");
@@ -320,23 +294,17 @@ async fn a_foreign_origin_is_refused_even_when_it_matches_the_host_header_in_pro
     // The CSRF rule itself is unit-tested in web::layers; here the whole stack in development:
     // a foreign origin is refused, the page's own origin accepted.
     let app = TestApp::spawn().await;
-    let r = app
-        .client
+    app.client
         .post(app.url("/user"))
         .header("origin", "http://evil.example")
         .json(&json!({"email": "x@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = app
-        .client
+        .expect_status(StatusCode::FORBIDDEN)
+        .await;
+    app.client
         .post(app.url("/user"))
         .header("origin", app.base.clone())
         .json(&json!({"email": "x@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     app.stop().await;
 }

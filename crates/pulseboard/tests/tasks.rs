@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{Fetch, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -10,13 +10,12 @@ use serde_json::{json, Value};
 async fn guests_get_401_on_tasks() {
     let app = TestApp::spawn().await;
     for r in [
-        app.client.get(app.url("/tasks")).send().await.unwrap(),
+        app.client.get(app.url("/tasks")).fetch().await,
         app.client
             .post(app.url("/tasks"))
             .json(&json!({"title": "x"}))
-            .send()
-            .await
-            .unwrap(),
+            .fetch()
+            .await,
     ] {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
@@ -31,26 +30,16 @@ async fn crud_with_done_stamps_and_filters() {
 
     let mut ids = vec![];
     for title in ["first", "second", "third"] {
-        let r = c
+        let t: Value = c
             .post(app.url("/tasks"))
             .json(&json!({"title": title, "description": "line 1\nline 2"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let t: Value = r.json().await.unwrap();
+            .expect_json(StatusCode::CREATED)
+            .await;
         assert_eq!(t["done"], false);
         assert!(t["done_at"].is_null());
         ids.push(t["id"].as_i64().unwrap());
     }
-    let all: Vec<Value> = c
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Vec<Value> = c.get(app.url("/tasks")).fetch_json().await;
     assert_eq!(
         all.iter()
             .map(|t| t["title"].as_str().unwrap())
@@ -62,114 +51,68 @@ async fn crud_with_done_stamps_and_filters() {
     let t: Value = c
         .patch(app.url(&format!("/tasks/{}", ids[1])))
         .json(&json!({"done": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(t["done"], true);
     let stamped = t["done_at"].as_str().unwrap().to_owned();
-    let done: Vec<Value> = c
-        .get(app.url("/tasks?done=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let undone: Vec<Value> = c
-        .get(app.url("/tasks?done=false"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let done: Vec<Value> = c.get(app.url("/tasks?done=true")).fetch_json().await;
+    let undone: Vec<Value> = c.get(app.url("/tasks?done=false")).fetch_json().await;
     assert_eq!(done.len(), 1);
     assert_eq!(undone.len(), 2);
     // Marking done again keeps the first stamp; editing text keeps it too.
     let t: Value = c
         .patch(app.url(&format!("/tasks/{}", ids[1])))
         .json(&json!({"done": true, "title": "second!"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(t["done_at"], stamped.as_str());
     assert_eq!(t["title"], "second!");
     // Un-marking clears it.
     let t: Value = c
         .patch(app.url(&format!("/tasks/{}", ids[1])))
         .json(&json!({"done": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert!(t["done_at"].is_null());
 
     // Reorder: move the third before the first.
     let first_pos = all[0]["position"].as_i64().unwrap();
     c.patch(app.url(&format!("/tasks/{}", ids[2])))
         .json(&json!({"position": first_pos - 1}))
-        .send()
-        .await
-        .unwrap();
-    let all: Vec<Value> = c
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
+    let all: Vec<Value> = c.get(app.url("/tasks")).fetch_json().await;
     assert_eq!(all[0]["id"], ids[2]);
 
     // Form bodies work for tasks too, and the description survives.
-    let r = c
+    let t: Value = c
         .patch(app.url(&format!("/tasks/{}", ids[0])))
         .form(&[("description", "from a form")])
-        .send()
-        .await
-        .unwrap();
-    let t: Value = r.json().await.unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(t["description"], "from a form");
     let t: Value = c
         .get(app.url(&format!("/tasks/{}", ids[0])))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(t["description"], "from a form");
 
     assert_eq!(
         c.delete(app.url(&format!("/tasks/{}", ids[0])))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
         c.get(app.url(&format!("/tasks/{}", ids[0])))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
         c.delete(app.url(&format!("/tasks/{}", ids[0])))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::NOT_FOUND
     );
     app.stop().await;
@@ -182,14 +125,7 @@ async fn the_list_shows_every_task_exactly_as_its_own_page_does() {
     let app = TestApp::spawn().await;
     let c = &app.client;
     app.register(c, "list@example.com").await;
-    let empty: Value = c
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let empty: Value = c.get(app.url("/tasks")).fetch_json().await;
     assert_eq!(empty, json!([]));
 
     let texts = [
@@ -203,12 +139,8 @@ async fn the_list_shows_every_task_exactly_as_its_own_page_does() {
         let t: Value = c
             .post(app.url("/tasks"))
             .json(&json!({"title": title, "description": description}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .fetch_json()
+            .await;
         assert_eq!(t["title"], title);
         assert_eq!(t["description"], description);
         ids.push(t["id"].as_i64().unwrap());
@@ -216,23 +148,15 @@ async fn the_list_shows_every_task_exactly_as_its_own_page_does() {
     for id in [ids[1], ids[3]] {
         c.patch(app.url(&format!("/tasks/{id}")))
             .json(&json!({"done": true}))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
     }
     for (query, want) in [
         ("", vec![ids[0], ids[1], ids[2], ids[3]]),
         ("?done=true", vec![ids[1], ids[3]]),
         ("?done=false", vec![ids[0], ids[2]]),
     ] {
-        let list: Vec<Value> = c
-            .get(app.url(&format!("/tasks{query}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Vec<Value> = c.get(app.url(&format!("/tasks{query}"))).fetch_json().await;
         assert_eq!(
             list.iter()
                 .map(|t| t["id"].as_i64().unwrap())
@@ -243,12 +167,8 @@ async fn the_list_shows_every_task_exactly_as_its_own_page_does() {
         for listed in list {
             let page: Value = c
                 .get(app.url(&format!("/tasks/{}", listed["id"])))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .fetch_json()
+                .await;
             assert_eq!(listed, page);
         }
     }
@@ -265,40 +185,21 @@ async fn users_cannot_see_or_touch_each_others_tasks() {
     let t: Value = alice
         .post(app.url("/tasks"))
         .json(&json!({"title": "secret"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let url = app.url(&format!("/tasks/{}", t["id"]));
-    let bobs: Vec<Value> = bob
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bobs: Vec<Value> = bob.get(app.url("/tasks")).fetch_json().await;
     assert!(bobs.is_empty());
-    assert_eq!(
-        bob.get(&url).send().await.unwrap().status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(bob.get(&url).fetch_status().await, StatusCode::NOT_FOUND);
     assert_eq!(
         bob.patch(&url)
             .json(&json!({"title": "mine"}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        bob.delete(&url).send().await.unwrap().status(),
-        StatusCode::NOT_FOUND
-    );
-    let still: Value = alice.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(bob.delete(&url).fetch_status().await, StatusCode::NOT_FOUND);
+    let still: Value = alice.get(&url).fetch_json().await;
     assert_eq!(still["title"], "secret");
     app.stop().await;
 }
@@ -318,67 +219,47 @@ async fn limits_and_bad_input_are_clear_errors() {
         ),
     ];
     for (body, field) in cases {
-        let r = c.post(app.url("/tasks")).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let e: Value = r.json().await.unwrap();
+        let e: Value = c
+            .post(app.url("/tasks"))
+            .json(&body)
+            .expect_json(StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
         assert!(e["details"][field].is_string(), "{e}");
     }
-    let r = c
-        .post(app.url("/tasks"))
+    c.post(app.url("/tasks"))
         .json(&json!({"description": "no title"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     let t: Value = c
         .post(app.url("/tasks"))
         .json(&json!({"title": "ok"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let url = app.url(&format!("/tasks/{}", t["id"]));
-    let r = c
-        .patch(&url)
+    c.patch(&url)
         .json(&json!({"done": "yes"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c
-        .patch(&url)
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    c.patch(&url)
         .json(&json!({"position": 1i64 << 60}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = c
-        .patch(&url)
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    c.patch(&url)
         .json(&json!({"owner": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        .expect_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
     assert_eq!(
-        c.get(app.url("/tasks/abc")).send().await.unwrap().status(),
+        c.get(app.url("/tasks/abc")).fetch_status().await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
         c.get(app.url("/tasks/99999999999999999999"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .fetch_status()
+            .await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.get(app.url("/tasks?done=maybe"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        c.get(app.url("/tasks?done=maybe")).fetch_status().await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     app.stop().await;
@@ -394,12 +275,8 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
         let t: Value = c
             .post(app.url("/tasks"))
             .json(&json!({ "title": title }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .fetch_json()
+            .await;
         ids.push(t["id"].as_i64().unwrap());
     }
 
@@ -447,13 +324,10 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
     assert_ne!(done_tag, tag);
 
     // After a change the tag differs and the old one gets the full answer.
-    let r = c
-        .patch(app.url(&format!("/tasks/{}", ids[0])))
+    c.patch(app.url(&format!("/tasks/{}", ids[0])))
         .json(&json!({"done": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .expect_status(StatusCode::OK)
+        .await;
     let (status, new_tag, _, changed) =
         common::conditional_get(c, app.url("/tasks"), Some(&tag)).await;
     assert_eq!(status, StatusCode::OK);
@@ -467,13 +341,10 @@ async fn the_task_list_has_an_etag_and_answers_if_none_match_with_304() {
     // Another user's list has its own tag: the first user's tag is no 304 for them.
     let bob = app.new_client();
     app.register(&bob, "etag-bob@example.com").await;
-    let r = bob
-        .post(app.url("/tasks"))
+    bob.post(app.url("/tasks"))
         .json(&json!({"title": "bob's"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+        .expect_status(StatusCode::CREATED)
+        .await;
     let (status, bob_tag, _, bob_body) =
         common::conditional_get(&bob, app.url("/tasks"), Some(&new_tag)).await;
     assert_eq!(status, StatusCode::OK);
@@ -503,20 +374,12 @@ async fn post_task_with_key(
     c.post(app.url("/tasks"))
         .header("Idempotency-Key", key)
         .json(body)
-        .send()
+        .fetch()
         .await
-        .unwrap()
 }
 
 async fn task_count(app: &TestApp, c: &reqwest::Client) -> usize {
-    let all: Vec<Value> = c
-        .get(app.url("/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Vec<Value> = c.get(app.url("/tasks")).fetch_json().await;
     all.len()
 }
 
@@ -540,10 +403,8 @@ async fn idempotency_key_replays_the_first_task_and_refuses_another_body() {
             .post(app.url(path))
             .header("Idempotency-Key", "rent-2026-11")
             .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), StatusCode::CREATED);
+            .expect_status(StatusCode::CREATED)
+            .await;
         assert_eq!(again.headers()["idempotent-replayed"], "true");
         let again: Value = again.json().await.unwrap();
         assert_eq!(again, first);
@@ -573,9 +434,8 @@ async fn idempotency_key_replays_the_first_task_and_refuses_another_body() {
             .post(app.url("/tasks"))
             .header("Idempotency-Key", bad.as_bytes())
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "key {bad:?}");
         let e: Value = r.json().await.unwrap();
         assert!(e["message"].as_str().unwrap().contains("Idempotency-Key"));
@@ -587,10 +447,8 @@ async fn idempotency_key_replays_the_first_task_and_refuses_another_body() {
         let r = alice
             .post(app.url("/tasks"))
             .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+            .expect_status(StatusCode::CREATED)
+            .await;
         assert!(r.headers().get("idempotent-replayed").is_none());
     }
     assert_eq!(task_count(&app, &alice).await, 4);
@@ -610,9 +468,8 @@ async fn parallel_requests_with_one_idempotency_key_create_one_task() {
                 .post(url)
                 .header("Idempotency-Key", "parallel-1")
                 .json(&body)
-                .send()
-                .await
-                .unwrap();
+                .fetch()
+                .await;
             let status = r.status();
             let retry_after = r.headers().get("retry-after").is_some();
             (status, retry_after, r.json::<Value>().await.unwrap())

@@ -8,12 +8,13 @@
 //! from), and, when `unavailable_count` reaches `max_retries`, the deletion of the resource with
 //! its `resource_deleted` event (which keeps the URL).
 
-use crate::resources::{self, Deleted, ResourceKey};
-use crate::{flag, Result};
+use crate::feed::{insert_event, STATUS_CHANGED};
+use crate::resources::{delete_in, Deleted, ResourceKey};
+use crate::{flag, Db, Result};
 use pulseboard_domain::UnixMillis;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, FromRow, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 use std::collections::HashMap;
 
 /// One stored check.
@@ -86,7 +87,7 @@ const ADVANCE: &str = "next_check_at = CASE \
 /// without its own interval, and those with one that are due. Returns `(id, scheduled)`, where
 /// `scheduled` says it has a `next_check_at` ([`advance_due`] moves or clears it).
 pub async fn round_page(
-    pool: &AnyPool,
+    db: &Db,
     at: UnixMillis,
     after_id: i64,
     limit: i64,
@@ -99,7 +100,7 @@ pub async fn round_page(
     .bind(after_id)
     .bind(at)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?;
     Ok(rows
         .into_iter()
@@ -163,27 +164,44 @@ pub async fn take_due(conn: &mut AnyConnection, at: UnixMillis, limit: i64) -> R
 }
 
 /// After a check on demand: a resource with its own interval is next due one interval after it.
-pub async fn reschedule_after(
-    pool: &AnyPool,
-    resource_id: i64,
-    checked_at: UnixMillis,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE resources SET next_check_at = $1 + check_interval_secs * 1000 \
-         WHERE id = $2 AND check_interval_secs IS NOT NULL",
-    )
-    .bind(checked_at)
-    .bind(resource_id)
-    .execute(pool)
-    .await?;
-    Ok(())
+/// (A request-sized write: through [`Db::write`].)
+pub async fn reschedule_after(db: &Db, resource_id: i64, checked_at: UnixMillis) -> Result<()> {
+    db.write(move |tx| {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE resources SET next_check_at = $1 + check_interval_secs * 1000 \
+                 WHERE id = $2 AND check_interval_secs IS NOT NULL",
+            )
+            .bind(checked_at)
+            .bind(resource_id)
+            .execute(tx)
+            .await?;
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Sets (or, with None, clears) a resource's own interval. With one, it is next due an interval
 /// after its last check (at once if it was never checked, or if that time has passed); without,
 /// it follows the rounds. Returns the resource's id, None when the user has no such resource.
+/// (A request-sized write: through [`Db::write`].)
 pub async fn set_interval(
-    pool: &AnyPool,
+    db: &Db,
+    user_id: i64,
+    key: &ResourceKey,
+    check_interval_secs: Option<i64>,
+    now: UnixMillis,
+) -> Result<Option<i64>> {
+    let key = key.clone();
+    db.write(move |tx| {
+        Box::pin(async move { set_interval_in(tx, user_id, &key, check_interval_secs, now).await })
+    })
+    .await
+}
+
+async fn set_interval_in(
+    tx: &mut AnyConnection,
     user_id: i64,
     key: &ResourceKey,
     check_interval_secs: Option<i64>,
@@ -208,12 +226,12 @@ pub async fn set_interval(
         ResourceKey::Id(id) => q.bind(*id),
         ResourceKey::Uuid(u) => q.bind(u.clone()),
     };
-    Ok(q.fetch_optional(pool).await?.map(|(id,)| id))
+    Ok(q.fetch_optional(tx).await?.map(|(id,)| id))
 }
 
 /// Claims the given resources for `round`: returns those no earlier claim of this (or a later)
 /// round holds. One statement, so two workers racing on the same ids split them.
-pub async fn claim_for_round(pool: &AnyPool, round: i64, ids: &[i64]) -> Result<Vec<Target>> {
+pub async fn claim_for_round(db: &Db, round: i64, ids: &[i64]) -> Result<Vec<Target>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -227,20 +245,26 @@ pub async fn claim_for_round(pool: &AnyPool, round: i64, ids: &[i64]) -> Result<
     for id in ids {
         q = q.bind(*id);
     }
-    Ok(q.fetch_all(pool)
+    Ok(q.fetch_all(db.pool())
         .await?
         .into_iter()
         .map(|(id, full_url)| Target { id, full_url })
         .collect())
 }
 
-/// A flip of availability, for alerts.
+/// An alert to send: a resource went down (its failures reached `alert_after`), is still down (a
+/// reminder), or is back up after a down alert.
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub user_id: i64,
     pub resource_uuid: String,
     pub url: String,
     pub is_available: bool,
+    /// A reminder of an outage already alerted (`remind_every_hours`).
+    pub reminder: bool,
+    /// The channels it goes to (the resource's own list, or all of the owner's), read before a
+    /// deletion in the same batch could remove the list.
+    pub channel_ids: Vec<i64>,
     pub check: NewCheck,
 }
 
@@ -252,9 +276,31 @@ pub struct Recorded {
     pub deleted: Vec<Deleted>,
 }
 
+/// A checked resource as [`update_last`] left it: what the alert and failure policies need.
+#[derive(Debug, Clone)]
+struct Updated {
+    user_id: i64,
+    uuid: String,
+    url: String,
+    count: i64,
+    alert_after: i64,
+    delete_after_failures: Option<i64>,
+    remind_every_hours: Option<i64>,
+    down_alerted: bool,
+    last_alert_at: Option<i64>,
+}
+
+const HOUR_MS_ALERT: i64 = 3_600_000;
+
 /// Records the checks of one batch in one transaction and applies the failure policy
 /// (see the module docs). Checks of resources deleted meanwhile are dropped.
 /// `tx` is the caller's transaction (which may enqueue alert jobs with it before committing).
+///
+/// Alerts follow each resource's settings (migration 0015): one down alert per outage, when the
+/// failures in a row reach `alert_after` (never on a resource's very first check, as before:
+/// there is no state to change from), a reminder every `remind_every_hours` while down, and the
+/// recovery alert only after a down alert. Deletion comes at `delete_after_failures` failures
+/// (0: never), or `max_retries` when the resource has none of its own.
 pub async fn record_batch(
     tx: &mut AnyConnection,
     results: &[NewCheck],
@@ -305,7 +351,7 @@ pub async fn record_batch(
             fresh.push(c);
         }
     }
-    let mut updated: HashMap<i64, (i64, String, String, i64)> = HashMap::new();
+    let mut updated: HashMap<i64, Updated> = HashMap::new();
     for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
         updated.extend(update_last(tx, chunk).await?);
     }
@@ -318,16 +364,16 @@ pub async fn record_batch(
     }
     out.stored = stored.len();
     for c in stored {
-        let (user_id, uuid, url, count) = &updated[&c.resource_id];
-        let user_id = *user_id;
+        let u = &updated[&c.resource_id];
+        let (user_id, uuid, url, count) = (u.user_id, &u.uuid, &u.url, &u.count);
         let previous = was.get(&c.resource_id).copied().flatten();
         if previous.is_some_and(|w| w != c.is_available) {
-            resources::insert_event(
+            insert_event(
                 tx,
                 user_id,
                 uuid,
                 url,
-                resources::STATUS_CHANGED,
+                STATUS_CHANGED,
                 &json!({
                     "from": if c.is_available { "down" } else { "up" },
                     "to": if c.is_available { "up" } else { "down" },
@@ -337,15 +383,44 @@ pub async fn record_batch(
                 now,
             )
             .await?;
+        }
+        // (alert?, reminder?, down_alerted afterwards)
+        let (alert, reminder, alerted) = if c.is_available {
+            (u.down_alerted, false, false)
+        } else if !u.down_alerted {
+            let due = previous.is_some() && *count >= u.alert_after.max(1);
+            (due, false, due)
+        } else {
+            let due = u.remind_every_hours.is_some_and(|h| {
+                u.last_alert_at
+                    .is_none_or(|at| now - at >= h * HOUR_MS_ALERT)
+            });
+            (due, due, true)
+        };
+        if alert {
+            sqlx::query("UPDATE resources SET down_alerted = $1, last_alert_at = $2 WHERE id = $3")
+                .bind(alerted)
+                .bind(now)
+                .bind(c.resource_id)
+                .execute(&mut *tx)
+                .await?;
+            let channel_ids = crate::channels::deliverable_for(tx, user_id, c.resource_id).await?;
             out.changes.push(StatusChange {
                 user_id,
                 resource_uuid: uuid.clone(),
                 url: url.clone(),
                 is_available: c.is_available,
+                reminder,
+                channel_ids,
                 check: c.clone(),
             });
         }
-        if !c.is_available && *count >= max_retries {
+        let limit = match u.delete_after_failures {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(max_retries),
+        };
+        if !c.is_available && limit.is_some_and(|l| *count >= l) {
             let details = json!({
                 "reason": "unavailable",
                 "unavailable_count": count,
@@ -353,8 +428,7 @@ pub async fn record_batch(
                 "error_kind": c.error_kind,
             });
             if let Some(d) =
-                resources::delete_in(tx, user_id, &ResourceKey::Id(c.resource_id), &details, now)
-                    .await?
+                delete_in(tx, user_id, &ResourceKey::Id(c.resource_id), &details, now).await?
             {
                 out.deleted.push(d);
             }
@@ -363,16 +437,13 @@ pub async fn record_batch(
     Ok(out)
 }
 
-/// Rows per multi-row statement of [`record_batch`] (see `resources::ROWS_PER_INSERT` on why
+/// Rows per multi-row statement of [`record_batch`] (see `imports::ROWS_PER_INSERT` on why
 /// SQLite wants few parameters per statement).
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// Writes the `last_*` columns and the failure counter of checked resources.
-/// Returns, per resource id, its (user_id, uuid, full_url, unavailable_count).
-async fn update_last(
-    tx: &mut AnyConnection,
-    checks: &[&NewCheck],
-) -> Result<Vec<(i64, (i64, String, String, i64))>> {
+/// Returns, per resource id, what the alert and failure policies need.
+async fn update_last(tx: &mut AnyConnection, checks: &[&NewCheck]) -> Result<Vec<(i64, Updated)>> {
     let values: Vec<String> = (0..checks.len())
         .map(|i| {
             let b = i * 5;
@@ -395,10 +466,12 @@ async fn update_last(
                                       ELSE resources.unavailable_count + 1 END \
          FROM v WHERE resources.id = v.id \
          RETURNING resources.id, resources.user_id, resources.uuid, resources.full_url, \
-                   resources.unavailable_count",
+                   resources.unavailable_count, resources.alert_after, \
+                   resources.delete_after_failures, resources.remind_every_hours, \
+                   resources.down_alerted, resources.last_alert_at",
         values.join(", ")
     );
-    let mut q = sqlx::query_as::<_, (i64, i64, String, String, i64)>(&sql);
+    let mut q = sqlx::query(&sql);
     for c in checks {
         q = q
             .bind(c.resource_id)
@@ -407,11 +480,24 @@ async fn update_last(
             .bind(c.checked_at)
             .bind(c.response_time_ms);
     }
-    Ok(q.fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(id, user_id, uuid, url, count)| (id, (user_id, uuid, url, count)))
-        .collect())
+    let mut out = Vec::with_capacity(checks.len());
+    for row in q.fetch_all(&mut *tx).await? {
+        out.push((
+            row.try_get("id")?,
+            Updated {
+                user_id: row.try_get("user_id")?,
+                uuid: row.try_get("uuid")?,
+                url: row.try_get("full_url")?,
+                count: row.try_get("unavailable_count")?,
+                alert_after: row.try_get("alert_after")?,
+                delete_after_failures: row.try_get("delete_after_failures")?,
+                remind_every_hours: row.try_get("remind_every_hours")?,
+                down_alerted: flag(&row, "down_alerted")?,
+                last_alert_at: row.try_get("last_alert_at")?,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 async fn insert_checks(tx: &mut AnyConnection, checks: &[&NewCheck]) -> Result<()> {
@@ -451,26 +537,26 @@ async fn insert_checks(tx: &mut AnyConnection, checks: &[&NewCheck]) -> Result<(
 }
 
 /// The latest checks of a resource, newest first.
-pub async fn recent(pool: &AnyPool, resource_id: i64, limit: i64) -> Result<Vec<Check>> {
+pub async fn recent(db: &Db, resource_id: i64, limit: i64) -> Result<Vec<Check>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {CHECK_COLUMNS} FROM checks WHERE resource_id = $1 \
          ORDER BY checked_at DESC, id DESC LIMIT $2"
     ))
     .bind(resource_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?)
 }
 
 /// (checks, available checks) of a resource since `since`: raw checks plus hourly roll-ups.
-pub async fn uptime(pool: &AnyPool, resource_id: i64, since: UnixMillis) -> Result<(i64, i64)> {
+pub async fn uptime(db: &Db, resource_id: i64, since: UnixMillis) -> Result<(i64, i64)> {
     let (total, up): (i64, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(*), SUM(CASE WHEN is_available THEN 1 ELSE 0 END) FROM checks \
          WHERE resource_id = $1 AND checked_at >= $2",
     )
     .bind(resource_id)
     .bind(since)
-    .fetch_one(pool)
+    .fetch_one(db.pool())
     .await?;
     let (old_total, old_up): (Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT CAST(SUM(checks) AS BIGINT), CAST(SUM(available) AS BIGINT) FROM check_hourly \
@@ -478,7 +564,7 @@ pub async fn uptime(pool: &AnyPool, resource_id: i64, since: UnixMillis) -> Resu
     )
     .bind(resource_id)
     .bind(since)
-    .fetch_one(pool)
+    .fetch_one(db.pool())
     .await?;
     Ok((
         total + old_total.unwrap_or(0),
@@ -491,13 +577,13 @@ const HOUR_MS: i64 = 3_600_000;
 /// Rolls raw checks older than `raw_before` up into hourly aggregates (one transaction), and drops
 /// aggregates older than `aggregates_before`. Returns the number of raw checks rolled up.
 pub async fn roll_up(
-    pool: &AnyPool,
+    db: &Db,
     raw_before: UnixMillis,
     aggregates_before: UnixMillis,
 ) -> Result<u64> {
     // Whole hours only, so an hour is never half raw and half rolled up.
     let cutoff = raw_before.div_euclid(HOUR_MS) * HOUR_MS;
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO check_hourly (resource_id, hour_start, checks, available, response_ms_sum) \
          SELECT resource_id, (checked_at / 3600000) * 3600000, COUNT(*), \

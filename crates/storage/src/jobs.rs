@@ -4,7 +4,7 @@
 
 use crate::{Backend, Db, Result};
 use pulseboard_domain::UnixMillis;
-use sqlx::{AnyConnection, AnyPool, FromRow};
+use sqlx::{AnyConnection, FromRow};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct JobRow {
@@ -36,18 +36,14 @@ pub struct NewJob<'a> {
 
 /// A queued or running job of `kind` with exactly this payload (to answer a repeated request
 /// with the job already under way rather than a second one).
-pub async fn unfinished_with_payload(
-    pool: &AnyPool,
-    kind: &str,
-    payload: &str,
-) -> Result<Option<i64>> {
+pub async fn unfinished_with_payload(db: &Db, kind: &str, payload: &str) -> Result<Option<i64>> {
     let row: Option<(i64,)> = sqlx::query_as(
         "SELECT id FROM jobs WHERE kind = $1 AND payload = $2 \
          AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
     )
     .bind(kind)
     .bind(payload)
-    .fetch_optional(pool)
+    .fetch_optional(db.pool())
     .await?;
     Ok(row.map(|(id,)| id))
 }
@@ -87,12 +83,15 @@ pub async fn claim(
     lease_until: UnixMillis,
 ) -> Result<Vec<JobRow>> {
     // Two simple statements rather than one with an OR, so that each walks a small partial index
-    // in order (queued jobs by run_at; running jobs by lease) instead of scanning the backlog.
-    let mut claimed = claim_where(db, &QUEUED, queues, worker, limit, now, lease_until).await?;
+    // in order (running jobs by lease; queued jobs by run_at) instead of scanning the backlog.
+    // Expired leases go first: they are a dead worker's jobs, already waiting since their claim,
+    // and a backlog of queued jobs must not strand them (the fault suite's worker-kill case).
+    let mut claimed =
+        claim_where(db, &EXPIRED_LEASE, queues, worker, limit, now, lease_until).await?;
     if (claimed.len() as i64) < limit {
-        let expired = claim_where(
+        let queued = claim_where(
             db,
-            &EXPIRED_LEASE,
+            &QUEUED,
             queues,
             worker,
             limit - claimed.len() as i64,
@@ -100,7 +99,7 @@ pub async fn claim(
             lease_until,
         )
         .await?;
-        claimed.extend(expired);
+        claimed.extend(queued);
     }
     Ok(claimed)
 }

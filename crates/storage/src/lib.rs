@@ -5,14 +5,21 @@
 //! milliseconds, flags read with [`flag`] (SQLite returns integers, PostgreSQL booleans).
 
 pub mod blobs;
+pub mod channels;
 pub mod checks;
+pub mod feed;
 pub mod idempotency;
+pub mod imports;
 pub mod jobs;
 pub mod mail_log;
+pub mod page;
+pub mod processing;
 pub mod resources;
+pub mod screenshots;
 pub mod sessions;
 pub mod tasks;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 pub mod writer;
 
@@ -23,6 +30,7 @@ use std::time::Duration;
 pub use sqlx::Any;
 pub use sqlx::AnyConnection as Conn;
 pub type Tx<'a> = sqlx::Transaction<'a, Any>;
+pub type PoolConn = sqlx::pool::PoolConnection<Any>;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -53,6 +61,27 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// An error of reaching the database rather than of the query (a restart, a full pool, a full
+    /// disk), which a retry a little later gets past, unlike a bug in a statement.
+    pub fn is_outage(&self) -> bool {
+        let StorageError::Database(e) = self else {
+            return matches!(self, StorageError::Unavailable(_));
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLite: disk full (13), I/O error (10); PostgreSQL: the server shutting down or
+            // starting (57P0x), the connection lost (08xxx).
+            sqlx::Error::Database(db) => matches!(
+                db.code().as_deref(),
+                Some("13" | "10" | "57P01" | "57P02" | "57P03" | "08006" | "08003" | "08001")
+            ),
+            _ => false,
+        }
+    }
+
     /// Maps a unique-constraint violation to `Conflict`, anything else to `Database`.
     pub fn from_insert(e: sqlx::Error) -> Self {
         match &e {
@@ -146,12 +175,21 @@ impl Db {
         self.backend
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    // Not public: a caller outside storage would bypass the group commit on SQLite; it uses
+    // a storage function, `Db::write`/`begin`, or `Db::acquire` for test fakes.
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
     pub async fn begin(&self) -> Result<Tx<'static>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A connection outside any transaction, for what no storage function does: tests faking a
+    /// state (backdating a row) and the benchmark's seeding. Its writes never join the group
+    /// commit, so request paths use [`Db::write`] or [`Db::begin`] instead.
+    pub async fn acquire(&self) -> Result<PoolConn> {
+        Ok(self.pool.acquire().await?)
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -1,7 +1,7 @@
 use crate::{flag, Backend, Db, Result};
 use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, UnixMillis};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, FromRow, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -123,13 +123,13 @@ impl<'de> serde::Deserialize<'de> for JsonFlag {
     }
 }
 
-pub async fn get(pool: &AnyPool, user_id: i64, id: i64) -> Result<Option<Task>> {
+pub async fn get(db: &Db, user_id: i64, id: i64) -> Result<Option<Task>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2"
     ))
     .bind(id)
     .bind(user_id)
-    .fetch_optional(pool)
+    .fetch_optional(db.pool())
     .await?)
 }
 
@@ -215,7 +215,7 @@ pub struct DigestData {
 }
 
 pub async fn digest_data(
-    pool: &AnyPool,
+    db: &Db,
     user_id: i64,
     from: UnixMillis,
     to: UnixMillis,
@@ -225,7 +225,7 @@ pub async fn digest_data(
         sqlx::query_as("SELECT COUNT(*) FROM tasks WHERE user_id = $1 AND done = $2")
             .bind(user_id)
             .bind(false)
-            .fetch_one(pool)
+            .fetch_one(db.pool())
             .await?;
     let undone: Vec<(String,)> = sqlx::query_as(
         "SELECT title FROM tasks WHERE user_id = $1 AND done = $2 ORDER BY position, id LIMIT $3",
@@ -233,7 +233,7 @@ pub async fn digest_data(
     .bind(user_id)
     .bind(false)
     .bind(undone_limit)
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?;
     let done: Vec<(String,)> = sqlx::query_as(
         "SELECT title FROM tasks WHERE user_id = $1 AND done_at >= $2 AND done_at < $3 ORDER BY done_at, id LIMIT 100",
@@ -241,7 +241,7 @@ pub async fn digest_data(
     .bind(user_id)
     .bind(from)
     .bind(to)
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?;
     Ok(DigestData {
         undone_count,

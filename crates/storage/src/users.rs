@@ -1,7 +1,7 @@
-use crate::{flag, Result, StorageError};
+use crate::{flag, Db, Result, StorageError};
 use pulseboard_domain::{Email, Role, UnixMillis};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, FromRow, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -54,31 +54,31 @@ pub async fn create(
     .map_err(StorageError::from_insert)
 }
 
-pub async fn by_id(pool: &AnyPool, id: i64) -> Result<Option<User>> {
+pub async fn by_id(db: &Db, id: i64) -> Result<Option<User>> {
     Ok(
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(db.pool())
             .await?,
     )
 }
 
-pub async fn by_email(pool: &AnyPool, email: &Email) -> Result<Option<User>> {
+pub async fn by_email(db: &Db, email: &Email) -> Result<Option<User>> {
     Ok(
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
             .bind(email.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(db.pool())
             .await?,
     )
 }
 
 /// Sets a user's role; false when no such user.
-pub async fn set_role(pool: &AnyPool, email: &Email, role: Role, now: UnixMillis) -> Result<bool> {
+pub async fn set_role(db: &Db, email: &Email, role: Role, now: UnixMillis) -> Result<bool> {
     let done = sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE email = $3")
         .bind(role.as_str())
         .bind(now)
         .bind(email.as_str())
-        .execute(pool)
+        .execute(db.pool())
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -92,33 +92,40 @@ pub struct Settings {
     pub alerts_enabled: Option<bool>,
 }
 
+/// Changes a user's settings (a request-sized write: grouped on SQLite); None when no such user.
 pub async fn update_settings(
-    pool: &AnyPool,
+    db: &Db,
     id: i64,
     s: Settings,
     now: UnixMillis,
 ) -> Result<Option<User>> {
-    Ok(sqlx::query_as(&format!(
-        "UPDATE users SET time_zone = COALESCE($1, time_zone), locale = COALESCE($2, locale), \
-         digest_enabled = COALESCE($3, digest_enabled), alerts_enabled = COALESCE($4, alerts_enabled), \
-         updated_at = $5 WHERE id = $6 RETURNING {COLUMNS}"
-    ))
-    .bind(s.time_zone)
-    .bind(s.locale)
-    .bind(s.digest_enabled)
-    .bind(s.alerts_enabled)
-    .bind(now)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?)
+    db.write(move |conn| {
+        Box::pin(async move {
+            Ok(sqlx::query_as(&format!(
+                "UPDATE users SET time_zone = COALESCE($1, time_zone), locale = COALESCE($2, locale), \
+                 digest_enabled = COALESCE($3, digest_enabled), \
+                 alerts_enabled = COALESCE($4, alerts_enabled), \
+                 updated_at = $5 WHERE id = $6 RETURNING {COLUMNS}"
+            ))
+            .bind(s.time_zone)
+            .bind(s.locale)
+            .bind(s.digest_enabled)
+            .bind(s.alerts_enabled)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?)
+        })
+    })
+    .await
 }
 
 /// Time zones of users who get the digest.
-pub async fn digest_time_zones(pool: &AnyPool) -> Result<Vec<String>> {
+pub async fn digest_time_zones(db: &Db) -> Result<Vec<String>> {
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT DISTINCT time_zone FROM users WHERE digest_enabled = $1")
             .bind(true)
-            .fetch_all(pool)
+            .fetch_all(db.pool())
             .await?;
     Ok(rows.into_iter().map(|(tz,)| tz).collect())
 }
@@ -126,7 +133,7 @@ pub async fn digest_time_zones(pool: &AnyPool) -> Result<Vec<String>> {
 /// Users in `time_zone` whose digest for `day` (YYYY-MM-DD) is not yet out, in id order after
 /// `after_id`.
 pub async fn due_for_digest(
-    pool: &AnyPool,
+    db: &Db,
     time_zone: &str,
     day: &str,
     after_id: i64,
@@ -141,7 +148,7 @@ pub async fn due_for_digest(
     .bind(day)
     .bind(after_id)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
@@ -194,7 +201,8 @@ pub struct DeletedAccount {
 /// resources are deleted explicitly first (with them screenshots, checks and hourly rollups), so
 /// that the counter triggers run, then the user's `resource_counts` rows. Rows keyed by text
 /// rather than a foreign key are deleted here too: `mail_log` (welcome:ID, digest:ID:DAY,
-/// alert:UUID:AT of any resource the user ever had) and the `login_throttle` keys of the email.
+/// alert:UUID:AT of any resource the user ever had, the mail of their notification channels) and
+/// the `login_throttle` keys of the email.
 pub async fn delete_account(conn: &mut AnyConnection, id: i64) -> Result<Option<DeletedAccount>> {
     let email: Option<(String,)> = sqlx::query_as("SELECT email FROM users WHERE id = $1")
         .bind(id)
@@ -229,6 +237,17 @@ pub async fn delete_account(conn: &mut AnyConnection, id: i64) -> Result<Option<
     )
     .bind(format!("welcome:{id}"))
     .bind(format!("digest:{id}:"))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    // Mail to notification channels is keyed by channel: `<event key>:channel:ID` (alerts and
+    // tests) and `channel-confirm:ID:…` (the confirmation of an address).
+    sqlx::query(
+        "DELETE FROM mail_log WHERE EXISTS (SELECT 1 FROM channels c WHERE c.user_id = $1 AND \
+         (mail_log.message_key LIKE '%:channel:' || CAST(c.id AS TEXT) \
+          OR substr(mail_log.message_key, 1, length('channel-confirm:' || CAST(c.id AS TEXT) || ':')) \
+             = 'channel-confirm:' || CAST(c.id AS TEXT) || ':'))",
+    )
     .bind(id)
     .execute(&mut *conn)
     .await?;

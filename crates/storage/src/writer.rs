@@ -28,7 +28,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(pool: AnyPool) -> Self {
+    pub(crate) fn start(pool: AnyPool) -> Self {
         let (ops, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(run(pool, rx));
         Self { ops }

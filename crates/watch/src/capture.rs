@@ -16,10 +16,10 @@
 //! 2. **The proxy enforces.** Chromium reaches the network only through an in-process forward
 //!    proxy ([`crate::proxy`], one per browser, on 127.0.0.1; `--proxy-bypass-list=<-loopback>`
 //!    so loopback goes through it too). The proxy resolves every name itself through the
-//!    checker's guarded resolution and connects to exactly the address it checked, for plain
-//!    requests, CONNECT tunnels (https, wss) and WebSocket upgrades alike: a name that answers a
-//!    public address first and a private one later (DNS rebinding) gains nothing, and WebSockets
-//!    are checked like any request. WebRTC's non-proxied UDP is switched off by a flag.
+//!    guarded resolution ([`crate::guard`]) and connects to exactly the address it checked, for
+//!    plain requests, CONNECT tunnels (https, wss) and WebSocket upgrades alike: a name that
+//!    answers a public address first and a private one later (DNS rebinding) gains nothing, and
+//!    WebSockets are checked like any request. WebRTC's non-proxied UDP is switched off by a flag.
 //! 3. **The `Fetch` domain reports.** Every request the page makes — the document, each redirect
 //!    hop, sub-resources, in-process frames — is also paused by the DevTools `Fetch` domain and
 //!    checked before it continues. Alone it was not enough (it pauses requests, not WebSockets
@@ -37,7 +37,7 @@
 //! stops them from reaching internal services (an egress firewall, a separate network
 //! namespace) remains the stronger setup.
 
-use crate::checker::{is_forbidden, Guard};
+use crate::guard::{is_forbidden, Guard};
 use crate::proxy::{GuardProxy, Limits};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::fetch::{
@@ -124,7 +124,7 @@ impl CaptureError {
     }
 }
 
-/// Checks a target before it is loaded: scheme and literal IPs (the checker's rules), then every
+/// Checks a target before it is loaded: scheme and literal IPs (the guard's rules), then every
 /// address the host resolves to. Err is the reason.
 pub async fn check_target(guard: &Guard, url: &url::Url) -> Result<(), String> {
     guard.check_url(url).map_err(|b| {
@@ -213,14 +213,7 @@ impl std::fmt::Debug for Capturer {
 impl Capturer {
     pub fn new(settings: &Screenshots, monitor: &Monitor) -> Self {
         Self {
-            guard: Arc::new(Guard {
-                allow_private: monitor.allow_private_targets,
-                allowed_hosts: monitor
-                    .allowed_hosts
-                    .iter()
-                    .map(|h| h.to_lowercase())
-                    .collect(),
-            }),
+            guard: Arc::new(Guard::from_config(monitor)),
             tabs: Semaphore::new(settings.max_pages.max(1)),
             timeout: Duration::from_secs(settings.timeout_secs.max(1)),
             settings: settings.clone(),

@@ -109,9 +109,20 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Conflict => ApiError::Conflict("Already exists".into()),
-            StorageError::Unavailable(m) => ApiError::Unavailable(m),
+            // The cause (a full disk, a lost connection) is for the log, not the client; the
+            // client learns that retrying later is the remedy.
+            StorageError::Unavailable(m) => database_unavailable(&m),
+            e @ StorageError::Database(_) if e.is_outage() => database_unavailable(&e.to_string()),
             StorageError::Database(e) => ApiError::Internal(e.to_string()),
         }
+    }
+}
+
+fn database_unavailable(detail: &str) -> ApiError {
+    tracing::warn!(error = %detail, "database unavailable");
+    ApiError::Busy {
+        message: "The database is unavailable right now; please try again shortly".into(),
+        retry_after_secs: 5,
     }
 }
 
@@ -131,6 +142,11 @@ impl IntoResponse for ApiError {
             body["details"] = serde_json::to_value(details).unwrap_or_default();
         }
         let mut resp = (status, axum::Json(body)).into_response();
+        // RFC 9110: a 401 names the scheme to use (Bearer: an API token or an access token).
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let ApiError::TooManyRequests {
             retry_after_secs, ..
         }

@@ -101,6 +101,9 @@ pub async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Re
         return next.run(req).await;
     }
     let headers = req.headers();
+    if bearer_only(headers) {
+        return next.run(req).await;
+    }
     if let Err(origin) = origin_allowed(&state.config, headers) {
         return ApiError::Forbidden(format!(
             "Cross-site request refused: origin {origin} is not allowed"
@@ -115,6 +118,21 @@ pub async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Re
         return ApiError::Forbidden("Cross-site request refused".into()).into_response();
     }
     next.run(req).await
+}
+
+/// A request that authenticates with `Authorization: Bearer` (an API token or an access JWT) and
+/// carries no cookie: a foreign page cannot make a browser attach that header on its own, so there
+/// is nothing to forge, and scripts on other origins may use their tokens. With a cookie present
+/// the origin is still checked (the cookie could be what the request really relies on).
+fn bearer_only(headers: &HeaderMap) -> bool {
+    headers.get(header::COOKIE).is_none()
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .is_some_and(|(scheme, token)| {
+                scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+            })
 }
 
 /// axum's extractors answer a bad path, query or body with a plain-text message; clients of this
@@ -197,6 +215,22 @@ mod tests {
         h.insert(ORIGIN, HeaderValue::from_str(origin).unwrap());
         h.insert(HOST, HeaderValue::from_str(host).unwrap());
         h
+    }
+
+    #[test]
+    fn only_a_bearer_request_without_cookies_skips_the_origin_check() {
+        let mut h = request("https://evil.example", "x");
+        assert!(!bearer_only(&h));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer pb_abc"),
+        );
+        assert!(bearer_only(&h));
+        h.insert(header::COOKIE, HeaderValue::from_static("pb_access=x"));
+        assert!(!bearer_only(&h));
+        h.remove(header::COOKIE);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert!(!bearer_only(&h));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod etag;
 pub mod extract;
 pub mod idempotency;
 pub mod layers;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -25,7 +26,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::Router;
 use routes::{admin, docs, health, sessions, tasks, unsubscribe, users};
 use std::time::Duration;
@@ -37,6 +38,8 @@ use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 /// Whether the request came in under `/api` (cookie paths follow the prefix the client uses).
 pub struct ApiPrefix(pub bool);
@@ -54,73 +57,78 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPrefix {
     }
 }
 
-fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route(
-            "/user",
-            post(users::register)
-                .get(users::me)
-                .patch(users::update_settings)
-                .delete(routes::account::delete),
-        )
-        .route("/user/export", get(routes::account::export))
-        .route(
-            "/unsubscribe",
-            get(unsubscribe::confirm).post(unsubscribe::apply),
-        )
-        .route(
-            "/session",
-            post(sessions::login)
-                // Clients of the seed refresh with PUT /session: the same handler.
-                .put(sessions::refresh)
-                .delete(sessions::logout),
-        )
-        .route("/session/refresh", post(sessions::refresh))
-        .route("/tasks", get(tasks::list).post(tasks::create))
-        .route(
-            "/tasks/{id}",
-            get(tasks::get).patch(tasks::update).delete(tasks::delete),
-        )
-        // Watch: uploads (ZIP imports, screenshots) lift the app-wide body limit on these two
-        // routes; the handlers enforce http.upload_limit_bytes and keep JSON bodies at the JSON limit.
-        .route(
-            "/resources",
-            get(routes::resources::list)
-                .post(routes::resources::create)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/resources/{key}",
-            get(routes::resources::get)
-                .post(routes::resources::upload_screenshot)
-                .delete(routes::resources::delete)
-                .layer(DefaultBodyLimit::disable())
-                // After the layer: a JSON body, under the app-wide limit.
-                .patch(routes::checks::update),
-        )
-        .route(
-            "/resources/{key}/screenshot",
-            get(routes::resources::screenshot),
-        )
-        .route(
-            "/resources/{key}/screenshot/capture",
-            post(routes::capture::capture),
-        )
-        .route("/resources/{key}/check", post(routes::checks::check_now))
-        .route(
-            "/processing-requests/{id}",
-            get(routes::resources::processing_request),
-        )
-        .route("/feed", get(routes::resources::feed))
-        .route("/admin/queues", get(admin::queues))
-        .route("/admin/jobs/{id}/retry", post(admin::retry))
-        .route("/admin/jobs/{id}", delete(admin::discard))
-        .route("/logs", get(routes::logs::list))
-        .route("/logs/stream", get(routes::logs::stream))
-        .route("/logs.pdf", get(routes::logs::pdf))
-        .route("/openapi.json", get(docs::openapi))
+/// Every API route, each with its OpenAPI operation (the handler's `#[utoipa::path]`): the
+/// document ([`openapi::document`]) is split from this same router, so the two cannot drift.
+/// Routes that are not part of the API document are added in [`app_routes`].
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    use routes::{
+        account, capture, channels, checks, feed, imports, logs, resources, screenshots, tokens,
+    };
+    // Watch: uploads (ZIP imports, screenshots) lift the app-wide body limit on these two
+    // routes; the handlers enforce http.upload_limit_bytes and keep JSON bodies at the JSON limit.
+    let unlimited = |(schemas, paths, router): UtoipaMethodRouter<AppState>| {
+        (schemas, paths, router.layer(DefaultBodyLimit::disable()))
+    };
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(
+            users::register,
+            users::me,
+            users::update_settings,
+            account::delete
+        ))
+        .routes(routes!(account::export))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::delete))
+        .routes(routes!(unsubscribe::confirm, unsubscribe::apply))
+        // Clients of the seed refresh with PUT /session: the same handler as POST /session/refresh.
+        .routes(routes!(
+            sessions::login,
+            sessions::refresh_put,
+            sessions::logout
+        ))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(tasks::get, tasks::update, tasks::delete))
+        .routes(unlimited(routes!(resources::list, resources::create)))
+        .routes(unlimited(routes!(
+            resources::get,
+            screenshots::upload_screenshot,
+            resources::delete
+        )))
+        // Added after the layer above: a JSON body, under the app-wide limit.
+        .routes(routes!(checks::update))
+        .routes(routes!(screenshots::screenshot))
+        .routes(routes!(capture::capture))
+        .routes(routes!(checks::check_now))
+        .routes(routes!(imports::processing_request))
+        .routes(routes!(feed::feed))
+        .routes(routes!(channels::list, channels::create))
+        .routes(routes!(channels::get, channels::update, channels::delete))
+        .routes(routes!(channels::test))
+        .routes(routes!(channels::confirm_page, channels::confirm))
+        .routes(routes!(admin::queues))
+        .routes(routes!(admin::retry))
+        .routes(routes!(admin::discard))
+        .routes(routes!(logs::list))
+        .routes(routes!(logs::stream))
+        .routes(routes!(logs::pdf))
+}
+
+/// Routes served next to the API but not described in its document: the document itself and
+/// the page that browses it. Listed for the route test (crates/pulseboard/tests/openapi.rs).
+pub const NOT_IN_DOCUMENT: [(&str, &str); 3] = [
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs.js"),
+];
+
+/// The routes served at the root and again under `/api`: the API and the document's own routes.
+/// Public so that the route test can list what is actually routed.
+pub fn app_routes() -> Router<AppState> {
+    let (api, _) = api_routes().split_for_parts();
+    api.route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/docs.js", get(docs::script))
         .method_not_allowed_fallback(method_not_allowed)
@@ -169,8 +177,8 @@ pub fn router(state: AppState) -> Router {
         .on_failure(());
 
     Router::new()
-        .merge(api_routes())
-        .nest("/api", api_routes())
+        .merge(app_routes())
+        .nest("/api", app_routes())
         .fallback(static_or_not_found)
         .layer(middleware::from_fn(crate::layers::json_errors))
         .layer(DefaultBodyLimit::max(cfg.http.json_body_limit_bytes))

@@ -15,12 +15,15 @@ pub struct AppState {
     pub logins: Arc<crate::auth::Logins>,
     /// Signs and checks links that act without a login (unsubscribe).
     pub signing_key: Arc<Vec<u8>>,
+    /// Availability checks and the SSRF guard: the process's one checker, shared with the
+    /// workers (its connection pool and concurrency limits hold across API and jobs).
+    pub checker: Arc<pulseboard_watch::checker::Checker>,
     /// Screenshot images (local folder or S3), the same store the workers use.
     pub blobs: pulseboard_storage::blobs::Blobs,
     /// Bounded password hashing (logins, registrations).
     pub passwords: Arc<crate::auth::Passwords>,
     /// ZIP imports this process is receiving, per user (`http.imports_per_user`).
-    pub uploading: Arc<crate::routes::resources::Uploading>,
+    pub uploading: Arc<crate::routes::imports::Uploading>,
     /// Asks for the first check of a new resource soon (one sweep for many additions).
     pub due_nudge: pulseboard_jobs::nudge::DueNudge,
     /// `http.trusted_proxies`, parsed: whose forwarding headers name the client.

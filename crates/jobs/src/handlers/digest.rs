@@ -110,12 +110,12 @@ pub fn day_bounds(tz: Tz, day: NaiveDate) -> (i64, i64) {
 /// enqueues none for users already claimed).
 pub async fn sweep(ctx: &Context, now: i64) -> Result<u64, JobError> {
     let mut enqueued = 0;
-    for tz_name in users::digest_time_zones(ctx.db.pool()).await? {
+    for tz_name in users::digest_time_zones(&ctx.db).await? {
         let tz: Tz = tz_name.parse().unwrap_or(Tz::UTC);
         let day = report_day(tz, now).to_string();
         let mut after = 0;
         loop {
-            let ids = users::due_for_digest(ctx.db.pool(), &tz_name, &day, after, PAGE).await?;
+            let ids = users::due_for_digest(&ctx.db, &tz_name, &day, after, PAGE).await?;
             let Some(&last) = ids.last() else { break };
             let mut tx = ctx.db.begin().await?;
             // Only the users this transaction claims go into the batch: a racing sweep claims none
@@ -197,7 +197,7 @@ pub async fn handle_batch(ctx: &Context, job: DigestBatch) -> Result<(), JobErro
 }
 
 pub async fn handle(ctx: &Context, job: DigestEmail) -> Result<(), JobError> {
-    let Some(user) = users::by_id(ctx.db.pool(), job.user_id).await? else {
+    let Some(user) = users::by_id(&ctx.db, job.user_id).await? else {
         return Ok(());
     };
     if !user.digest_enabled {
@@ -209,7 +209,7 @@ pub async fn handle(ctx: &Context, job: DigestEmail) -> Result<(), JobError> {
         .map_err(|e| JobError::Fatal(format!("bad digest day {:?}: {e}", job.day)))?;
     let tz: Tz = user.time_zone.parse().unwrap_or(Tz::UTC);
     let (from, to) = day_bounds(tz, day);
-    let data = tasks::digest_data(ctx.db.pool(), user.id, from, to, 5).await?;
+    let data = tasks::digest_data(&ctx.db, user.id, from, to, 5).await?;
     if data.undone_count == 0 && data.done.is_empty() {
         // Nothing to say: no email.
         return Ok(());

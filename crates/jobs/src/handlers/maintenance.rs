@@ -19,8 +19,8 @@ pub async fn handle(ctx: &Context, job: Cleanup) -> Result<(), JobError> {
     let now = Timestamp::now();
     let before = now - (job.retention_days as i64) * 86_400_000;
     let jobs_pruned = jobs::prune_done(&ctx.db, before).await?;
-    let tokens_pruned = sessions::prune_expired(ctx.db.pool(), now).await?;
-    let counts_compacted = resources::compact_all_counts(ctx.db.pool()).await?;
+    let tokens_pruned = sessions::prune_expired(&ctx.db, now).await?;
+    let counts_compacted = resources::compact_all_counts(&ctx.db).await?;
     // Login windows are at most a week long (auth.login_window_secs).
     let throttles_pruned = throttle::prune(&ctx.db, now - 7 * 86_400_000).await?;
     // Idempotency keys are remembered for 24 hours.

@@ -1,5 +1,6 @@
 //! The jobs Pulseboard runs. Each is a payload type plus a plain async function of it.
 
+mod deliver;
 mod digest;
 mod import;
 mod maintenance;
@@ -8,15 +9,17 @@ mod screenshot;
 mod send;
 mod welcome;
 
+pub use deliver::{ChannelConfirmation, ChannelDelivery};
 pub use digest::{
     day_bounds, report_day, sweep as digest_sweep, DigestBatch, DigestEmail, DigestSweep,
 };
-pub use import::{remove_upload, ImportLimits, ImportResources};
+pub use import::ImportResources;
 pub use maintenance::{Cleanup, Noop};
 pub use monitor::{
     new_check, record as record_checks, roll_up as roll_up_checks, sweep as monitor_sweep,
     sweep_due as monitor_sweep_due, AvailabilityAlert, CheckBatch, MonitorDue, MonitorSweep,
 };
+pub use pulseboard_watch::import::{remove_upload, ImportLimits};
 pub use screenshot::CaptureScreenshot;
 pub use welcome::WelcomeEmail;
 
@@ -30,6 +33,8 @@ pub const MAINTENANCE_QUEUE: &str = "maintenance";
 pub const MONITOR_QUEUE: &str = "monitor";
 pub const SCREENSHOTS_QUEUE: &str = "screenshots";
 pub const IMPORTS_QUEUE: &str = "imports";
+/// Deliveries to notification channels: apart, so that a slow service never delays mail or checks.
+pub const ALERTS_QUEUE: &str = "alerts";
 
 type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 
@@ -48,6 +53,8 @@ pub fn dispatch<'a>(ctx: &'a Context, kind: &str, payload: &'a str, attempt: i64
         MonitorDue::KIND => run(payload, move |j| monitor::handle_due(ctx, j)),
         CheckBatch::KIND => run(payload, move |j| monitor::handle_batch(ctx, j)),
         AvailabilityAlert::KIND => run(payload, move |j| monitor::handle_alert(ctx, j)),
+        ChannelDelivery::KIND => run(payload, move |j| deliver::handle(ctx, j, attempt)),
+        ChannelConfirmation::KIND => run(payload, move |j| deliver::handle_confirmation(ctx, j)),
         other => {
             let msg = format!("no handler for job kind {other:?}");
             Box::pin(async move { Err(JobError::Fatal(msg)) })

@@ -17,7 +17,7 @@
 use super::send::send_once;
 use crate::{Context, Job, JobError, Queue};
 use pulseboard_domain::Timestamp;
-use pulseboard_mail::Message;
+use pulseboard_mail::{templates, Message};
 use pulseboard_storage::checks::{self, NewCheck, Recorded};
 use pulseboard_storage::users;
 use pulseboard_storage::Db;
@@ -128,7 +128,7 @@ pub async fn sweep(ctx: &Context, round: i64) -> Result<u64, JobError> {
     let mut enqueued = 0;
     let mut after = 0;
     loop {
-        let page = checks::round_page(ctx.db.pool(), round, after, page_size(batch)).await?;
+        let page = checks::round_page(&ctx.db, round, after, page_size(batch)).await?;
         let Some(&(last, _)) = page.last() else { break };
         let mut tx = ctx.db.begin().await?;
         // Resources with a next_check_at (an interval, or a first check pending) are taken only
@@ -204,7 +204,7 @@ pub async fn roll_up(ctx: &Context, now: i64) -> Result<u64, JobError> {
     const DAY_MS: i64 = 86_400_000;
     let (raw, agg) = ctx.checker.retention_days();
     let rolled = checks::roll_up(
-        ctx.db.pool(),
+        &ctx.db,
         now - i64::from(raw) * DAY_MS,
         now - i64::from(agg) * DAY_MS,
     )
@@ -255,6 +255,7 @@ pub async fn record(
             queue.enqueue_in(&mut tx, &alert).await?;
             alerts += 1;
         }
+        alerts += super::deliver::enqueue_for_change(queue, &mut tx, change).await?;
     }
     tx.commit()
         .await
@@ -273,7 +274,7 @@ pub async fn record(
 }
 
 pub async fn handle_batch(ctx: &Context, job: CheckBatch) -> Result<(), JobError> {
-    let targets = checks::claim_for_round(ctx.db.pool(), job.round, &job.resource_ids).await?;
+    let targets = checks::claim_for_round(&ctx.db, job.round, &job.resource_ids).await?;
     if targets.is_empty() {
         return Ok(());
     }
@@ -309,44 +310,44 @@ pub async fn handle_batch(ctx: &Context, job: CheckBatch) -> Result<(), JobError
 }
 
 pub async fn handle_alert(ctx: &Context, job: AvailabilityAlert) -> Result<(), JobError> {
-    let Some(user) = users::by_id(ctx.db.pool(), job.user_id).await? else {
+    let Some(user) = users::by_id(&ctx.db, job.user_id).await? else {
         return Ok(());
     };
     if !user.alerts_enabled {
         return Ok(());
     }
-    let when = Timestamp::rfc3339(job.checked_at);
-    let (subject, text) = if job.is_available {
-        (
-            format!("Back up: {}", job.url),
-            format!(
-                "{} is available again (status {}), checked at {when}.\n",
-                job.url,
-                job.status_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into())
-            ),
-        )
-    } else {
-        let why = match (job.status_code, &job.error_kind) {
-            (Some(code), _) => format!("status {code}"),
-            (None, Some(kind)) => format!("error: {kind}"),
-            (None, None) => "no response".to_owned(),
-        };
-        (
-            format!("Down: {}", job.url),
-            format!("{} is unavailable ({why}), checked at {when}.\n", job.url),
-        )
-    };
+    // The check's time as the owner reads a clock: in their time zone, named (UTC if unknown).
+    let tz: chrono_tz::Tz = user.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
+    let checked_at = chrono::DateTime::from_timestamp_millis(job.checked_at)
+        .map(|t| {
+            let local = t.with_timezone(&tz);
+            format!("{} ({})", local.format("%Y-%m-%d %H:%M:%S"), tz.name())
+        })
+        .unwrap_or_else(|| Timestamp::rfc3339(job.checked_at));
     let public = ctx.public_url.trim_end_matches('/');
-    let link = format!("{public}/#/resources/{}", job.resource_uuid);
-    let text = format!("{text}\n{link}\n");
-    let html = format!(
-        "<p>{}</p><p><a href=\"{}\">{}</a></p>",
-        html_escape(text.lines().next().unwrap_or_default()),
-        html_escape(&link),
-        html_escape(&link)
-    );
+    let template = if job.is_available {
+        "alert_up"
+    } else {
+        "alert_down"
+    };
+    let (text, html) = templates::render(
+        template,
+        &user.locale,
+        serde_json::json!({
+            "url": job.url,
+            "status_code": job.status_code,
+            "error_kind": job.error_kind,
+            "checked_at": checked_at,
+            "link": format!("{public}/#/resources/{}", job.resource_uuid),
+        }),
+    )
+    .map_err(JobError::Fatal)?;
+    let subject = match (templates::language(&user.locale), job.is_available) {
+        ("ru", true) => format!("Снова доступен: {}", job.url),
+        ("ru", false) => format!("Недоступен: {}", job.url),
+        (_, true) => format!("Back up: {}", job.url),
+        (_, false) => format!("Down: {}", job.url),
+    };
     let msg = Message {
         to: user.email.to_string(),
         subject,
@@ -359,11 +360,4 @@ pub async fn handle_alert(ctx: &Context, job: AvailabilityAlert) -> Result<(), J
         headers: vec![],
     };
     send_once(ctx, &job.key(), &msg).await
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -26,7 +26,7 @@ impl Job for CaptureScreenshot {
 
 pub async fn handle(ctx: &Context, job: CaptureScreenshot) -> Result<(), JobError> {
     let key = ResourceKey::Uuid(job.resource_uuid.clone());
-    let Some(resource) = resources::get(ctx.db.pool(), job.user_id, &key).await? else {
+    let Some(resource) = resources::get(&ctx.db, job.user_id, &key).await? else {
         tracing::info!(uuid = %job.resource_uuid, "capture skipped: the resource is gone");
         return Ok(());
     };
@@ -44,7 +44,7 @@ pub async fn handle(ctx: &Context, job: CaptureScreenshot) -> Result<(), JobErro
             }
         })?;
     let shot = blobs::store_screenshot(
-        ctx.db.pool(),
+        &ctx.db,
         &ctx.blobs,
         &resource,
         png.into(),

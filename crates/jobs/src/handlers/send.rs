@@ -16,7 +16,7 @@ use pulseboard_storage::mail_log::{self, Earlier};
 /// with the same Message-ID: at least once, and the recipient's mailbox shows it once.
 pub async fn send_once(ctx: &Context, key: &str, msg: &Message) -> Result<(), JobError> {
     let message_id = ctx.mailer.message_id(key, &msg.to);
-    match mail_log::begin(ctx.db.pool(), key, &message_id, Timestamp::now()).await? {
+    match mail_log::begin(&ctx.db, key, &message_id, Timestamp::now()).await? {
         Earlier::Sent => {
             tracing::info!(key, "message already sent; skipping");
             return Ok(());
@@ -38,12 +38,12 @@ pub async fn send_once(ctx: &Context, key: &str, msg: &Message) -> Result<(), Jo
         Err(MailError::Transient(m)) => return Err(JobError::Retry(m)),
         Err(MailError::Permanent(m)) => {
             // Refused outright: nothing was delivered.
-            if let Err(e) = mail_log::abandon(ctx.db.pool(), key).await {
+            if let Err(e) = mail_log::abandon(&ctx.db, key).await {
                 tracing::warn!(key, error = %e, "could not clear the record of a refused message");
             }
             return Err(JobError::Fatal(m));
         }
     }
-    mail_log::mark_sent(ctx.db.pool(), key, Timestamp::now()).await?;
+    mail_log::mark_sent(&ctx.db, key, Timestamp::now()).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ impl Job for WelcomeEmail {
 }
 
 pub async fn handle(ctx: &Context, job: WelcomeEmail) -> Result<(), JobError> {
-    let Some(user) = users::by_id(ctx.db.pool(), job.user_id).await? else {
+    let Some(user) = users::by_id(&ctx.db, job.user_id).await? else {
         // The account was deleted before we got to it: nothing to send.
         return Ok(());
     };

@@ -75,22 +75,27 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop may run inside a runtime that is shutting down: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
-                }
-            })
-        })
-        .join();
+        cleanup(async move {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c)
+                    .await;
+            }
+        });
     }
+}
+
+/// Runs a clean-up from `Drop`, which may run inside a runtime that is shutting down: on a
+/// thread with a runtime of its own, waited for so that nothing outlives the test.
+fn cleanup(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join();
 }
 
 pub fn postgres_admin_url() -> Option<String> {
@@ -131,17 +136,10 @@ impl AmqpTopology {
 impl Drop for AmqpTopology {
     fn drop(&mut self) {
         let opts = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let _ = pulseboard_jobs::amqp::delete_topology(&opts, pulseboard_jobs::ALL_QUEUES)
-                    .await;
-            })
-        })
-        .join();
+        cleanup(async move {
+            let _ =
+                pulseboard_jobs::amqp::delete_topology(&opts, pulseboard_jobs::ALL_QUEUES).await;
+        });
     }
 }
 
@@ -182,24 +180,34 @@ pub struct Options {
 impl TestApp {
     /// The API only.
     pub async fn spawn() -> Self {
+        Self::spawn_configured(|_| {}).await
+    }
+
+    /// The API only, with `tweak` applied to its configuration.
+    pub async fn spawn_configured(tweak: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_with(
             Options {
                 worker: false,
                 scheduler: false,
             },
-            |_| {},
+            tweak,
         )
         .await
     }
 
     /// API plus a worker.
     pub async fn spawn_with_worker() -> Self {
+        Self::spawn_with_worker_configured(|_| {}).await
+    }
+
+    /// API plus a worker, with `tweak` applied to their configuration.
+    pub async fn spawn_with_worker_configured(tweak: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_with(
             Options {
                 worker: true,
                 scheduler: false,
             },
-            |_| {},
+            tweak,
         )
         .await
     }
@@ -274,15 +282,118 @@ impl TestApp {
         client()
     }
 
+    /// Registers `email` with [`PASSWORD`] from `client`: the new user and its tokens.
     pub async fn register(&self, client: &reqwest::Client, email: &str) -> Value {
-        let r = client
-            .post(self.url("/user"))
+        let r = self.register_response(client, email).await;
+        r.json().await.unwrap()
+    }
+
+    /// Registers `email`: the whole response (its cookies, for a client without a jar).
+    pub async fn register_response(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+    ) -> reqwest::Response {
+        self.sign_in("/user", client, email).await
+    }
+
+    /// Logs `client` in as `email` (registered with [`PASSWORD`]): the whole response.
+    pub async fn login(&self, client: &reqwest::Client, email: &str) -> reqwest::Response {
+        self.sign_in("/session", client, email).await
+    }
+
+    async fn sign_in(
+        &self,
+        path: &str,
+        client: &reqwest::Client,
+        email: &str,
+    ) -> reqwest::Response {
+        client
+            .post(self.url(path))
             .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
+            .expect_status(StatusCode::OK)
+            .await
+    }
+
+    /// `url` added to the watch list of `c`'s user: the resource as the API shows it.
+    pub async fn add_resource(&self, c: &reqwest::Client, url: &str) -> Value {
+        let r = c
+            .post(self.url("/resources"))
+            .json(&json!({ "url": url }))
+            .fetch()
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "add {url}");
+        r.json().await.unwrap()
+    }
+
+    /// Enqueues `job` on the app's queue: the new job's id (the test fails when its idempotency
+    /// key was already used).
+    pub async fn enqueue<J: pulseboard_jobs::Job>(&self, job: &J) -> i64 {
+        let id = self.app.queue.enqueue(job).await.unwrap();
+        id.expect("a new job, not a duplicate")
+    }
+
+    /// Uploads `png` as the screenshot of the resource `uuid` of `c`'s user (201 expected).
+    pub async fn upload_screenshot(&self, c: &reqwest::Client, uuid: &str, png: Vec<u8>) {
+        c.post(self.url(&format!("/resources/{uuid}")))
+            .multipart(file_form(png, "shot.png", "image/png"))
+            .expect_status(StatusCode::CREATED)
+            .await;
+    }
+
+    /// A database connection for a state no API makes (a backdated row) or a check no API shows.
+    /// Use a storage function or the HTTP API wherever one exists.
+    pub async fn sql(&self) -> pulseboard_storage::PoolConn {
+        self.app.db.acquire().await.expect("database connection")
+    }
+
+    /// A registered user, as stored.
+    pub async fn user(&self, email: &str) -> pulseboard_storage::users::User {
+        let parsed = pulseboard_domain::Email::parse(email).unwrap();
+        pulseboard_storage::users::by_email(&self.app.db, &parsed)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no user {email}"))
+    }
+
+    /// The one job of `kind` (the welcome mail of the only user, …), as stored.
+    pub async fn job_of_kind(&self, kind: &str) -> pulseboard_storage::jobs::JobRow {
+        let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(&mut *self.sql().await)
+            .await
+            .unwrap_or_else(|e| panic!("one job of kind {kind}: {e}"));
+        pulseboard_storage::jobs::get(&self.app.db, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The value of a `SELECT COUNT(*) …` that no API reports.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut *self.sql().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Makes a registered user an administrator, as `pulseboard user promote` does.
+    pub async fn promote(&self, email: &str) {
+        self.set_role(email, pulseboard_domain::Role::Admin).await;
+    }
+
+    /// Takes administrator rights away again, as `pulseboard user demote` does.
+    pub async fn demote(&self, email: &str) {
+        self.set_role(email, pulseboard_domain::Role::User).await;
+    }
+
+    async fn set_role(&self, email: &str, role: pulseboard_domain::Role) {
+        let parsed = pulseboard_domain::Email::parse(email).unwrap();
+        let now = pulseboard_domain::Timestamp::now();
+        let found = pulseboard_storage::users::set_role(&self.app.db, &parsed, role, now)
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "register {email}");
-        r.json().await.unwrap()
+        assert!(found, "set the role of {email}: no such user");
     }
 
     pub async fn stop(mut self) {
@@ -291,6 +402,112 @@ impl TestApp {
         }
         self.app.db.close().await;
     }
+}
+
+/// Sending a request in a test: no answer at all (the app is gone) fails the test, so the
+/// scenario reads as requests and assertions instead of `send().await.unwrap()` chains.
+pub trait Fetch {
+    /// The response, whatever its status.
+    fn fetch(self) -> impl std::future::Future<Output = reqwest::Response>;
+    /// The response, which must have status `want` (the failure names the request and shows the
+    /// body).
+    fn expect_status(
+        self,
+        want: StatusCode,
+    ) -> impl std::future::Future<Output = reqwest::Response>;
+    /// The JSON body of the response, which must have status `want`.
+    fn expect_json(self, want: StatusCode) -> impl std::future::Future<Output = Value>;
+    /// Only the status of the response.
+    fn fetch_status(self) -> impl std::future::Future<Output = StatusCode>;
+    /// The response body as JSON, whatever the status (assert the status first where it matters).
+    fn fetch_json<T: serde::de::DeserializeOwned>(self) -> impl std::future::Future<Output = T>;
+}
+
+impl Fetch for reqwest::RequestBuilder {
+    async fn fetch(self) -> reqwest::Response {
+        self.send()
+            .await
+            .unwrap_or_else(|e| panic!("no answer: {e}"))
+    }
+
+    async fn expect_status(self, want: StatusCode) -> reqwest::Response {
+        let r = self.fetch().await;
+        if r.status() != want {
+            let (status, url) = (r.status(), r.url().clone());
+            let body = r.text().await.unwrap_or_default();
+            panic!("{url}: expected {want}, got {status}: {body}");
+        }
+        r
+    }
+
+    async fn expect_json(self, want: StatusCode) -> Value {
+        let r = self.expect_status(want).await;
+        let url = r.url().clone();
+        r.json()
+            .await
+            .unwrap_or_else(|e| panic!("{url} answered {want} without JSON: {e}"))
+    }
+
+    async fn fetch_status(self) -> StatusCode {
+        self.fetch().await.status()
+    }
+
+    async fn fetch_json<T: serde::de::DeserializeOwned>(self) -> T {
+        let r = self.fetch().await;
+        let (status, url) = (r.status(), r.url().clone());
+        r.json()
+            .await
+            .unwrap_or_else(|e| panic!("{url} answered {status} without the expected JSON: {e}"))
+    }
+}
+
+/// A fake server for the rest of the test: every connection on `listener` is served by
+/// `serve(state, stream)` in a task of its own, so a connection left hanging (a timeout test)
+/// does not hold up the next; what `serve` returns is of no interest.
+pub fn serve_each<S, F, Fut>(listener: tokio::net::TcpListener, state: S, serve: F)
+where
+    S: Clone + Send + 'static,
+    F: Fn(S, tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(state.clone(), stream));
+        }
+    });
+}
+
+/// Reads up to the end of an HTTP request head: the bytes read (the head, perhaps the start of
+/// the body), or None when the client hung up first.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some(buf))
+}
+
+/// A multipart form with one file in the field `file`, as the web app uploads one.
+pub fn file_form(bytes: Vec<u8>, file_name: &str, mime: &str) -> reqwest::multipart::Form {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(file_name.to_owned())
+        .mime_str(mime)
+        .unwrap();
+    reqwest::multipart::Form::new().part("file", part)
+}
+
+/// The PNG signature followed by `len` bytes of `fill`: what the upload's content check accepts.
+pub fn png(fill: u8, len: usize) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.resize(b.len() + len, fill);
+    b
 }
 
 pub fn client() -> reqwest::Client {
@@ -329,7 +546,7 @@ pub async fn conditional_get(
     if let Some(tags) = if_none_match {
         req = req.header("if-none-match", tags);
     }
-    let r = req.send().await.unwrap();
+    let r = req.fetch().await;
     let header = |name: &str| {
         r.headers()
             .get(name)

@@ -27,14 +27,8 @@ impl SmtpServer {
             port: listener.local_addr().unwrap().port(),
             ..Default::default()
         };
-        let s = server.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let _ = s.session(stream).await;
-                });
-            }
+        super::serve_each(listener, server.clone(), |s, stream| async move {
+            s.session(stream).await
         });
         server
     }
@@ -112,5 +106,74 @@ impl SmtpServer {
             write.write_all(format!("{reply}\r\n").as_bytes()).await?;
         }
         Ok(())
+    }
+}
+
+/// The value of header `name` in a raw message, unfolded, with RFC 2047 words
+/// (`=?utf-8?b?…?=`, how lettre writes a non-ASCII subject) decoded.
+pub fn decoded_header(data: &str, name: &str) -> Option<String> {
+    use base64::Engine;
+    let mut lines = data
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{name}: ")));
+    let mut raw = lines.next()?[name.len() + 2..].to_owned();
+    raw.extend(
+        lines
+            .take_while(|l| l.starts_with([' ', '\t']))
+            .map(|l| l.to_owned()),
+    );
+    let mut out = Vec::new();
+    for word in raw.split_whitespace() {
+        let b64 = word
+            .strip_prefix("=?utf-8?b?")
+            .or_else(|| word.strip_prefix("=?UTF-8?B?"))
+            .and_then(|w| w.strip_suffix("?="));
+        match b64 {
+            Some(b) => out.extend(base64::engine::general_purpose::STANDARD.decode(b).unwrap()),
+            None => {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend(word.as_bytes());
+            }
+        }
+    }
+    Some(String::from_utf8(out).unwrap())
+}
+
+/// The decoded body of the part of type `content_type` of a raw multipart message.
+pub fn part(data: &str, content_type: &str) -> String {
+    use base64::Engine;
+    let part = data
+        .split(&format!("Content-Type: {content_type}"))
+        .nth(1)
+        .expect("a part of that type");
+    let (head, rest) = part.split_once("\n\n").expect("part headers");
+    let body = rest.split("\n--").next().unwrap();
+    if head.contains("Content-Transfer-Encoding: base64") {
+        let joined: String = body.split_whitespace().collect();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(joined)
+                .unwrap(),
+        )
+        .unwrap()
+    } else if head.contains("Content-Transfer-Encoding: quoted-printable") {
+        let bytes = body.replace("=\n", "").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'=' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    } else {
+        body.to_owned()
     }
 }

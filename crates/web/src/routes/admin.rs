@@ -10,6 +10,17 @@ use pulseboard_domain::Timestamp;
 use pulseboard_storage::jobs;
 use serde_json::{json, Value};
 
+/// `GET /admin/queues`: jobs per queue and state, and the dead jobs (administrators).
+#[utoipa::path(
+    get,
+    path = "/admin/queues",
+    tag = "admin",
+    responses(
+        (status = 200, description = "jobs per queue and state, and the dead jobs", body = Object),
+        (status = 403, description = "not an administrator (or a token without the admin scope)", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("admin")))
+)]
 pub async fn queues(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     user.require_admin(&state).await?;
     let mut queues = serde_json::Map::new();
@@ -76,6 +87,19 @@ fn job_id(raw: &str) -> ApiResult<i64> {
         .map_err(|_| ApiError::NotFound("No dead job with that id".into()))
 }
 
+/// `POST /admin/jobs/{id}/retry`: queues a dead job again.
+#[utoipa::path(
+    post,
+    path = "/admin/jobs/{id}/retry",
+    tag = "admin",
+    params(("id" = String, Path, description = "the dead job's id")),
+    responses(
+        (status = 202, description = "queued again"),
+        (status = 403, description = "not an administrator (or a token without the admin scope)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no dead job with that id", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("admin")))
+)]
 pub async fn retry(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -90,6 +114,19 @@ pub async fn retry(
     }
 }
 
+/// `DELETE /admin/jobs/{id}`: removes a dead job.
+#[utoipa::path(
+    delete,
+    path = "/admin/jobs/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "the dead job's id")),
+    responses(
+        (status = 204, description = "discarded"),
+        (status = 403, description = "not an administrator (or a token without the admin scope)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no dead job with that id", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("admin")))
+)]
 pub async fn discard(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -1,7 +1,7 @@
 //! `POST /resources/{id or uuid}/screenshot/capture`: a worker takes a screenshot of the
-//! resource with headless Chromium (`jobs::capture`) and stores it like an uploaded one.
+//! resource with headless Chromium (`watch::capture`) and stores it like an uploaded one.
 
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::ApiPrefix;
@@ -13,7 +13,6 @@ use pulseboard_config::CaptureMode;
 use pulseboard_jobs::handlers::CaptureScreenshot;
 use pulseboard_storage::resources::{self, ResourceKey};
 use pulseboard_watch::capture::find_chromium;
-use pulseboard_watch::checker::Guard;
 use serde_json::json;
 
 fn not_found() -> ApiError {
@@ -23,14 +22,29 @@ fn not_found() -> ApiError {
 /// 202 `{job_id, resource_uuid, screenshot_url}`; the worker stores the PNG, which then shows at
 /// `screenshot_url` with a `photo_added` event. 503 when this server has no Chromium; 422 when
 /// the URL is a private or local address that captures may not reach.
+#[utoipa::path(
+    post,
+    path = "/resources/{key}/screenshot/capture",
+    tag = "resources",
+    params(("key" = String, Path, description = "the resource's id or uuid")),
+    responses(
+        (status = 202, description = "a capture job is queued; the PNG then shows at screenshot_url", body = Object),
+        (status = 403, description = "an API token without the resources:write scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no such resource of this user", body = crate::openapi::ErrorBody),
+        (status = 422, description = "the URL is a private or local address that captures may not reach", body = crate::openapi::ErrorBody),
+        (status = 503, description = "this server has no Chromium, or the capture queue is full", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("resources:write")))
+)]
 pub async fn capture(
     State(state): State<AppState>,
     user: CurrentUser,
     prefix: ApiPrefix,
     Path(key): Path<String>,
 ) -> ApiResult<Response> {
+    user.require(Scope::ResourcesWrite)?;
     let key = ResourceKey::parse(&key).ok_or_else(not_found)?;
-    let resource = resources::get(state.db.pool(), user.id, &key)
+    let resource = resources::get(&state.db, user.id, &key)
         .await?
         .ok_or_else(not_found)?;
     let cfg = &state.config;
@@ -53,17 +67,8 @@ pub async fn capture(
     }
     // The part of the guard that needs no DNS, now; the worker checks again after resolving
     // (and every request the page makes).
-    let guard = Guard {
-        allow_private: cfg.monitor.allow_private_targets,
-        allowed_hosts: cfg
-            .monitor
-            .allowed_hosts
-            .iter()
-            .map(|h| h.to_lowercase())
-            .collect(),
-    };
     if let Ok(url) = url::Url::parse(&resource.full_url) {
-        if guard.check_url(&url).is_err() {
+        if state.checker.guard().check_url(&url).is_err() {
             let message = "Screenshots of private or local addresses are not allowed".to_owned();
             return Err(ApiError::Validation {
                 message: message.clone(),

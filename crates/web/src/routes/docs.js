@@ -7,11 +7,13 @@ fetch('openapi.json').then(r => r.json()).then(spec => {
       // Path-level keys (parameters, summary) are not operations.
       if (!op || typeof op !== 'object' || !op.responses) continue;
       const div = document.createElement('div'); div.className = 'op';
-      const codes = Object.entries(op.responses).map(([c, r]) => c + ' ' + r.description).join(' · ');
+      // Shared error answers are references to components.responses (see web/src/openapi.rs).
+      const resolve = r => (r.$ref ? spec.components.responses[r.$ref.split('/').pop()] : r) || {};
+      const codes = Object.entries(op.responses).map(([c, r]) => c + ' ' + resolve(r).description).join(' · ');
       div.innerHTML = `<span class="m ${method}">${method}</span> <code></code> — <span class="s"></span>
         <div class="codes"></div>`;
       div.querySelector('code').textContent = path;
-      div.querySelector('.s').textContent = op.summary;
+      div.querySelector('.s').textContent = op.summary || op.operationId;
       div.querySelector('.codes').textContent = codes;
       if (op.requestBody) {
         const d = document.createElement('details');

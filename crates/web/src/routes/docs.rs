@@ -1,12 +1,14 @@
-//! The OpenAPI document and a page that browses it, with no assets from the network.
+//! The OpenAPI document (generated: see [`crate::openapi`]) and a page that browses it, with no
+//! assets from the network.
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse};
 
-pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
-
 pub async fn openapi() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+    (
+        [(CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
 }
 
 pub async fn page() -> Html<&'static str> {

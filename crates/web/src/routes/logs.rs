@@ -74,6 +74,18 @@ pub(crate) fn parse_query(state: &AppState, raw: Option<&str>) -> ApiResult<LogQ
 }
 
 /// `GET /logs?lines=N&level=warn` → `{logs: [{timestamp, level, target, message}]}`, newest last.
+#[utoipa::path(
+    get,
+    path = "/logs",
+    tag = "admin",
+    params(("lines" = Option<i64>, Query, minimum = 1, description = "how many of the latest lines"), ("level" = Option<String>, Query, description = "the lowest level: trace, debug, info, warn or error")),
+    responses(
+        (status = 200, description = "the latest log lines, newest last", body = crate::openapi::LogLines),
+        (status = 403, description = "not an administrator (or a token without the admin scope)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "lines or level is invalid", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("admin")))
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -88,6 +100,19 @@ pub async fn list(
 /// `GET /logs/stream`: a WebSocket that sends `{logs: [...]}` with the last lines on connect, then
 /// each new line as one `{timestamp, level, target, message}` message. The access cookie (or a
 /// Bearer header) authenticates the upgrade.
+#[utoipa::path(
+    get,
+    path = "/logs/stream",
+    tag = "admin",
+    params(("lines" = Option<i64>, Query, minimum = 1, description = "how many of the latest lines"), ("level" = Option<String>, Query, description = "the lowest level: trace, debug, info, warn or error")),
+    responses(
+        (status = 101, description = "a WebSocket: the last lines as {logs: [...]}, then each new line"),
+        (status = 400, description = "not a WebSocket upgrade", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not an administrator (or a token without the admin scope)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "lines or level is invalid", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("admin")))
+)]
 pub async fn stream(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -160,6 +185,18 @@ async fn watch(mut socket: WebSocket, q: LogQuery) {
 }
 
 /// `GET /logs.pdf?lines=N&level=warn`: the same lines as `GET /logs`, as a PDF made on the server.
+#[utoipa::path(
+    get,
+    path = "/logs.pdf",
+    tag = "admin",
+    params(("lines" = Option<i64>, Query, minimum = 1, description = "how many of the latest lines"), ("level" = Option<String>, Query, description = "the lowest level: trace, debug, info, warn or error")),
+    responses(
+        (status = 200, description = "the lines as a PDF", content_type = "application/pdf"),
+        (status = 403, description = "not an administrator (or a token without the admin scope)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "lines or level is invalid", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("admin")))
+)]
 pub async fn pdf(
     State(state): State<AppState>,
     user: CurrentUser,

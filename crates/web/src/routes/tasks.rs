@@ -1,4 +1,4 @@
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::etag::{self, IfNoneMatch};
 use crate::extract::Input;
@@ -13,7 +13,8 @@ use pulseboard_domain::{TaskDescription, TaskPosition, TaskTitle, Timestamp};
 use pulseboard_storage::tasks::{self, Task, TaskPatch};
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Task)]
 pub struct TaskView {
     pub id: i64,
     pub title: String,
@@ -59,12 +60,26 @@ fn task_id(raw: &str) -> ApiResult<i64> {
 }
 
 /// `GET /tasks[?done=]`: with an `ETag` of the body; `If-None-Match` naming it → 304.
+#[utoipa::path(
+    get,
+    path = "/tasks",
+    tag = "tasks",
+    params(("done" = Option<bool>, Query, description = "only done (true) or open (false) tasks"), ("If-None-Match" = Option<String>, Header, description = "an ETag from an earlier answer: 304 while the body is unchanged")),
+    responses(
+        (status = 200, description = "the user's tasks, ordered by position (ETag)", body = [TaskView]),
+        (status = 304, description = "unchanged since the ETag in If-None-Match"),
+        (status = 403, description = "an API token without the tasks:read scope", body = crate::openapi::ErrorBody),
+        (status = 422, description = "done is not true or false", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("tasks:read")))
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     if_none_match: IfNoneMatch,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    user.require(Scope::TasksRead)?;
     let Query(q) = query.map_err(|e| ApiError::Validation {
         message: format!(
             "Invalid query: {} (done must be true or false)",
@@ -77,7 +92,7 @@ pub async fn list(
     etag::json(&if_none_match, &views)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     title: String,
@@ -87,11 +102,25 @@ pub struct NewTask {
 
 /// `POST /tasks`; with an `Idempotency-Key`, a repeat answers the first response (see
 /// [`idempotency`]).
+#[utoipa::path(
+    post,
+    path = "/tasks",
+    tag = "tasks",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters: a retry with the same key and body answers the first response within 24 hours; the same key with another body is 422")),
+    request_body(content((NewTask = "application/json"), (NewTask = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, description = "created (or, with Idempotent-Replayed: true, the first answer to this Idempotency-Key)", body = TaskView),
+        (status = 403, description = "an API token without the tasks:write scope", body = crate::openapi::ErrorBody),
+        (status = 409, description = "a request with this Idempotency-Key is still being processed (Retry-After)", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("tasks:write")))
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     Idempotent { body, key }: Idempotent<NewTask>,
 ) -> ApiResult<Response> {
+    user.require(Scope::TasksWrite)?;
     let title = TaskTitle::parse(&body.title)?;
     let description = TaskDescription::parse(body.description.as_deref().unwrap_or(""))?;
     let (user_id, now) = (user.id, Timestamp::now());
@@ -117,18 +146,33 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(TaskView::from(task))).into_response())
 }
 
+/// `GET /tasks/{id}`: one task of the user.
+#[utoipa::path(
+    get,
+    path = "/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task's id (a positive integer; anything else is 404)")),
+    responses(
+        (status = 200, description = "the task", body = TaskView),
+        (status = 403, description = "an API token without the tasks:read scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no such task of this user", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("tasks:read")))
+)]
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    let task = tasks::get(state.db.pool(), user.id, task_id(&id)?)
+    user.require(Scope::TasksRead)?;
+    let task = tasks::get(&state.db, user.id, task_id(&id)?)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(task.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TaskPatch)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTask {
     title: Option<String>,
@@ -137,12 +181,27 @@ pub struct PatchTask {
     position: Option<i64>,
 }
 
+/// `PATCH /tasks/{id}`: changes any of title, description, done, position.
+#[utoipa::path(
+    patch,
+    path = "/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task's id (a positive integer; anything else is 404)")),
+    request_body(description = "the fields to change", content((PatchTask = "application/json"), (PatchTask = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "the updated task", body = TaskView),
+        (status = 403, description = "an API token without the tasks:write scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no such task of this user", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("tasks:write")))
+)]
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
     Input(body): Input<PatchTask>,
 ) -> ApiResult<Json<TaskView>> {
+    user.require(Scope::TasksWrite)?;
     let id = task_id(&id)?;
     let patch = TaskPatch {
         title: body.title.as_deref().map(TaskTitle::parse).transpose()?,
@@ -163,11 +222,25 @@ pub async fn update(
     Ok(Json(task.into()))
 }
 
+/// `DELETE /tasks/{id}` → 204.
+#[utoipa::path(
+    delete,
+    path = "/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task's id (a positive integer; anything else is 404)")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 403, description = "an API token without the tasks:write scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no such task of this user", body = crate::openapi::ErrorBody)
+    ),
+    extensions(("x-scope" = json!("tasks:write")))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    user.require(Scope::TasksWrite)?;
     let (user_id, id) = (user.id, task_id(&id)?);
     let deleted = state
         .db

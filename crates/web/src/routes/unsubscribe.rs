@@ -11,7 +11,9 @@ use pulseboard_mail::{html_escape, unsubscribe};
 use pulseboard_storage::users;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+/// The signed link's query: `u`, the user's id; `t`, the signature.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Link {
     u: i64,
     t: String,
@@ -36,6 +38,19 @@ fn page(body: &str) -> Html<String> {
     ))
 }
 
+/// `GET /unsubscribe?u=&t=`: a page that asks before unsubscribing (mail scanners follow links).
+#[utoipa::path(
+    get,
+    path = "/unsubscribe",
+    tag = "account",
+    security(()),
+    params(Link),
+    responses(
+        (status = 200, description = "a page with a button that unsubscribes", body = String, content_type = "text/html"),
+        (status = 400, description = "u or t is missing or malformed", body = crate::openapi::ErrorBody),
+        (status = 404, description = "the link is not valid", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn confirm(
     State(state): State<AppState>,
     Query(link): Query<Link>,
@@ -49,6 +64,19 @@ pub async fn confirm(
     )))
 }
 
+/// `POST /unsubscribe?u=&t=`: turns the daily digest off (also a mail client's one-click unsubscribe).
+#[utoipa::path(
+    post,
+    path = "/unsubscribe",
+    tag = "account",
+    security(()),
+    params(Link),
+    responses(
+        (status = 200, description = "unsubscribed from the daily digest", body = String, content_type = "text/html"),
+        (status = 400, description = "u or t is missing or malformed", body = crate::openapi::ErrorBody),
+        (status = 404, description = "the link is not valid", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     Query(link): Query<Link>,
@@ -58,7 +86,7 @@ pub async fn apply(
         digest_enabled: Some(false),
         ..Default::default()
     };
-    users::update_settings(state.db.pool(), link.u, settings, Timestamp::now()).await?;
+    users::update_settings(&state.db, link.u, settings, Timestamp::now()).await?;
     tracing::info!(user_id = link.u, "unsubscribed from the digest");
     Ok(page(
         "<h1>You are unsubscribed</h1><p>You will no longer receive the daily digest. \

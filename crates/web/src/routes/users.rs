@@ -12,7 +12,7 @@ use pulseboard_jobs::handlers::WelcomeEmail;
 use pulseboard_storage::{users, StorageError};
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub email: String,
@@ -21,7 +21,7 @@ pub struct Credentials {
 
 /// The registration form: credentials plus, optionally, the form's "repeat password" field under
 /// any of the names clients written from the seed use. When sent, it must equal `password`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     pub email: String,
@@ -48,7 +48,8 @@ impl Registration {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     pub id: i64,
     pub email: String,
@@ -76,7 +77,8 @@ impl From<users::User> for UserView {
 }
 
 /// A user plus the access token, for login and registration responses.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
 pub struct SessionView {
     #[serde(flatten)]
     pub user: UserView,
@@ -87,6 +89,17 @@ pub struct SessionView {
 
 /// `POST /user`: registers and logs in at once; the welcome email is enqueued in the same
 /// transaction as the account.
+#[utoipa::path(
+    post,
+    path = "/user",
+    tag = "account",
+    security(()),
+    request_body(description = "credentials; a repeat-password field, when sent, must equal password", content((Registration = "application/json"), (Registration = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "registered and logged in (sets the session cookies)", body = SessionView),
+        (status = 409, description = "this email is already taken", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     prefix: ApiPrefix,
@@ -150,14 +163,22 @@ pub async fn register(
 }
 
 /// `GET /user`: the logged-in user.
+#[utoipa::path(
+    get,
+    path = "/user",
+    tag = "account",
+    responses(
+        (status = 200, description = "the logged-in user", body = UserView)
+    )
+)]
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<UserView>> {
-    let u = users::by_id(state.db.pool(), user.id)
+    let u = users::by_id(&state.db, user.id)
         .await?
         .ok_or_else(ApiError::not_logged_in)?;
     Ok(Json(u.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     time_zone: Option<String>,
@@ -167,11 +188,22 @@ pub struct SettingsPatch {
 }
 
 /// `PATCH /user`: the user's own settings (time zone of the digest, language, digest and alerts).
+#[utoipa::path(
+    patch,
+    path = "/user",
+    tag = "account",
+    request_body(content((SettingsPatch = "application/json"), (SettingsPatch = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "the updated user", body = UserView),
+        (status = 403, description = "an API token (this needs a signed-in session), or a cross-site request", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn update_settings(
     State(state): State<AppState>,
     user: CurrentUser,
     Input(body): Input<SettingsPatch>,
 ) -> ApiResult<Json<UserView>> {
+    user.require_session()?;
     if let Some(tz) = &body.time_zone {
         if tz.parse::<chrono_tz::Tz>().is_err() {
             return Err(pulseboard_domain::FieldError::new(
@@ -194,7 +226,7 @@ pub async fn update_settings(
         digest_enabled: body.digest_enabled,
         alerts_enabled: body.alerts_enabled,
     };
-    let u = users::update_settings(state.db.pool(), user.id, settings, Timestamp::now())
+    let u = users::update_settings(&state.db, user.id, settings, Timestamp::now())
         .await?
         .ok_or_else(ApiError::not_logged_in)?;
     Ok(Json(u.into()))

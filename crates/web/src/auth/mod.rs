@@ -6,12 +6,14 @@
 //! a rotated token revokes the family — except within a short grace window, so that two tabs
 //! refreshing at once do not log the user out.
 
+mod passwords;
+mod scopes;
+
+pub use passwords::Passwords;
+pub use scopes::{Scope, Scopes};
+
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
@@ -19,14 +21,11 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use jsonwebtoken::{decode, encode, DecodingKey, EncodingKey, Header, Validation};
 use pulseboard_config::{Config, CookieSecure};
-use pulseboard_domain::{Password, Role, Timestamp, UnixMillis};
+use pulseboard_domain::{Role, Timestamp, UnixMillis};
 use pulseboard_storage::sessions;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 pub const ACCESS_COOKIE: &str = "pb_access";
 pub const REFRESH_COOKIE: &str = "pb_refresh";
@@ -61,21 +60,57 @@ struct Claims {
 pub struct CurrentUser {
     pub id: i64,
     pub role: Role,
+    /// The login (refresh token family); empty for an API token.
     pub session: String,
+    /// The personal API token the request came with; None for a browser session (access JWT).
+    pub token: Option<i64>,
+    /// What the request may do: a token's scopes; everything for a session (`admin` only for an
+    /// administrator).
+    pub scopes: Scopes,
 }
 
 impl CurrentUser {
-    /// Administrators only. A user's role may be up to [`Logins::TTL`] old (remembered to spare a
-    /// query per request), so before refusing, the database is asked again: a user promoted a
-    /// moment ago (by `pulseboard user promote`, another process) is let in at once.
+    /// Refuses a request whose token lacks `scope` (403). Called first thing in every handler
+    /// that a token may reach; sessions hold every scope but `admin`, which
+    /// [`CurrentUser::require_admin`] checks against the role.
+    pub fn require(&self, scope: Scope) -> ApiResult<()> {
+        if self.scopes.contains(scope) || (self.token.is_none() && scope != Scope::Admin) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "This API token lacks the {} scope",
+            scope.as_str()
+        )))
+    }
+
+    /// Browser sessions only: managing tokens, changing or deleting the account, logging out. A
+    /// token, whatever its scopes, must not be able to mint more tokens or lock the owner out.
+    pub fn require_session(&self) -> ApiResult<()> {
+        match self.token {
+            None => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(
+                "API tokens cannot do this: sign in to the web app instead".into(),
+            )),
+        }
+    }
+
+    /// Administrators only (and, for a token, the `admin` scope). A session user's role may be up
+    /// to [`Logins::TTL`] old (remembered to spare a query per request), so before refusing, the
+    /// database is asked again: a user promoted a moment ago (by `pulseboard user promote`,
+    /// another process) is let in at once. A token's role was read with the token, just now.
     pub async fn require_admin(&self, state: &AppState) -> ApiResult<()> {
+        if self.token.is_some() {
+            self.require(Scope::Admin)?;
+        }
         if self.role == Role::Admin {
             return Ok(());
         }
-        let now = sessions::login_role(state.db.pool(), &self.session, self.id).await?;
-        if now == Some(Role::Admin) {
-            state.logins.forget(&self.session);
-            return Ok(());
+        if self.token.is_none() {
+            let now = sessions::login_role(&state.db, &self.session, self.id).await?;
+            if now == Some(Role::Admin) {
+                state.logins.forget(&self.session);
+                return Ok(());
+            }
         }
         Err(ApiError::Forbidden("Administrators only".into()))
     }
@@ -85,7 +120,14 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)
+        let bearer = bearer(&parts.headers);
+        if let Some(secret) = bearer
+            .as_deref()
+            .filter(|t| t.starts_with(API_TOKEN_PREFIX))
+        {
+            return api_token_user(state, secret).await;
+        }
+        let token = bearer
             .or_else(|| cookie(&parts.headers, ACCESS_COOKIE))
             .ok_or_else(ApiError::not_logged_in)?;
         let mut validation = Validation::default();
@@ -111,8 +153,68 @@ impl FromRequestParts<AppState> for CurrentUser {
             id: claims.sub,
             role,
             session: claims.sid,
+            token: None,
+            scopes: session_scopes(role),
         })
     }
+}
+
+fn session_scopes(role: Role) -> Scopes {
+    match role {
+        Role::Admin => Scopes::all(),
+        Role::User => Scopes::all().without(Scope::Admin),
+    }
+}
+
+/// Personal API tokens start with this, so that they are never mistaken for an access JWT and
+/// secret scanners can recognise a leaked one.
+pub const API_TOKEN_PREFIX: &str = "pb_";
+
+/// A new personal API token: the secret (shown once) and the hash that is stored.
+pub fn new_api_token() -> (String, String) {
+    let secret = format!("{API_TOKEN_PREFIX}{}", random_token());
+    let hash = hash_token(&secret);
+    (secret, hash)
+}
+
+/// `last_used_at` is written at most this often per token.
+const TOKEN_USE_GAP_MS: i64 = 60_000;
+
+/// The user of a request carrying a personal API token. Unknown (or revoked: the row is deleted)
+/// and expired tokens are refused alike with 401.
+async fn api_token_user(state: &AppState, secret: &str) -> Result<CurrentUser, ApiError> {
+    let now = Timestamp::now();
+    let found = pulseboard_storage::tokens::by_hash(&state.db, &hash_token(secret)).await?;
+    let Some(found) = found else {
+        return Err(ApiError::Unauthorized(
+            "Unknown or revoked API token".into(),
+        ));
+    };
+    let token = found.token;
+    if token.expires_at.is_some_and(|at| at <= now) {
+        return Err(ApiError::Unauthorized("This API token has expired".into()));
+    }
+    // Only when the stored time is a minute old, and then once per process for concurrent
+    // requests: a busy script costs one write a minute, not one per request.
+    if token
+        .last_used_at
+        .is_none_or(|at| now - at >= TOKEN_USE_GAP_MS)
+        && state.logins.claim_token_use(token.id, now)
+    {
+        // Best effort: a busy database must not fail the request over a "last used" time.
+        if let Err(e) =
+            pulseboard_storage::tokens::touch(&state.db, token.id, now, TOKEN_USE_GAP_MS).await
+        {
+            tracing::warn!(token_id = token.id, error = %e, "could not record an API token's use");
+        }
+    }
+    Ok(CurrentUser {
+        id: token.user_id,
+        role: found.role,
+        session: String::new(),
+        token: Some(token.id),
+        scopes: Scopes::from_db(&token.scopes),
+    })
 }
 
 /// Which logins (refresh token families) of ordinary users were recently seen active, so that a
@@ -123,6 +225,8 @@ impl FromRequestParts<AppState> for CurrentUser {
 #[derive(Default)]
 pub struct Logins {
     seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// When this process last recorded each API token's use (`last_used_at`), in Unix ms.
+    token_uses: std::sync::Mutex<std::collections::HashMap<i64, UnixMillis>>,
 }
 
 impl Logins {
@@ -149,7 +253,7 @@ impl Logins {
         {
             return Ok(Some(Role::User));
         }
-        let role = sessions::login_role(db.pool(), family, user_id).await?;
+        let role = sessions::login_role(db, family, user_id).await?;
         if role == Some(Role::User) {
             let mut seen = self.seen.lock().expect("logins lock");
             if seen.len() >= Self::SWEEP_AT {
@@ -158,6 +262,23 @@ impl Logins {
             seen.insert(family.to_owned(), now);
         }
         Ok(role)
+    }
+
+    /// Whether this request should record a use of the token: false when another request of
+    /// this process did within the last minute (twenty parallel requests write once).
+    pub fn claim_token_use(&self, token_id: i64, now: UnixMillis) -> bool {
+        let mut uses = self.token_uses.lock().expect("token uses lock");
+        if uses
+            .get(&token_id)
+            .is_some_and(|at| now - at < TOKEN_USE_GAP_MS)
+        {
+            return false;
+        }
+        if uses.len() >= Self::SWEEP_AT {
+            uses.retain(|_, at| now - *at < TOKEN_USE_GAP_MS);
+        }
+        uses.insert(token_id, now);
+        true
     }
 
     /// Forgets what this process remembers of a login (its role changed).
@@ -173,7 +294,7 @@ impl Logins {
         now: UnixMillis,
     ) -> ApiResult<()> {
         self.seen.lock().expect("logins lock").remove(family);
-        sessions::revoke_family(db.pool(), family, now).await?;
+        sessions::revoke_family(db, family, now).await?;
         self.seen.lock().expect("logins lock").remove(family);
         Ok(())
     }
@@ -277,7 +398,7 @@ async fn new_refresh_token(
     let token = random_token();
     let ttl_ms = state.config.auth.refresh_token_ttl_days as i64 * 86_400_000;
     sessions::insert(
-        state.db.pool(),
+        &state.db,
         user_id,
         family,
         &hash_token(&token),
@@ -298,19 +419,44 @@ pub async fn start_session(
     let family = uuid::Uuid::new_v4().simple().to_string();
     let now = Timestamp::now();
     let refresh = new_refresh_token(state, user_id, &family, now).await?;
-    let (access_token, expires_in) = access_token(state, user_id, role, &family)?;
+    issue(
+        state,
+        user_id,
+        role,
+        &family,
+        Some((&refresh, api_prefixed)),
+    )
+}
+
+/// An access token for the login, and the cookies that carry it and, when the refresh token
+/// changed, the new refresh token (with whether it was asked for under the `/api` prefix).
+fn issue(
+    state: &AppState,
+    user_id: i64,
+    role: Role,
+    family: &str,
+    refresh: Option<(&str, bool)>,
+) -> ApiResult<Issued> {
     let cfg = &state.config;
+    let (access_token, expires_in) = access_token(state, user_id, role, family)?;
+    let mut cookies = vec![set_cookie(
+        cfg,
+        ACCESS_COOKIE,
+        &access_token,
+        "/",
+        expires_in,
+    )];
+    if let Some((refresh, api_prefixed)) = refresh {
+        cookies.push(set_cookie(
+            cfg,
+            REFRESH_COOKIE,
+            refresh,
+            refresh_path(api_prefixed),
+            cfg.auth.refresh_token_ttl_days * 86_400,
+        ));
+    }
     Ok(Issued {
-        cookies: vec![
-            set_cookie(cfg, ACCESS_COOKIE, &access_token, "/", expires_in),
-            set_cookie(
-                cfg,
-                REFRESH_COOKIE,
-                &refresh,
-                refresh_path(api_prefixed),
-                cfg.auth.refresh_token_ttl_days * 86_400,
-            ),
-        ],
+        cookies,
         access_token,
         expires_in,
     })
@@ -320,184 +466,43 @@ pub async fn start_session(
 pub async fn refresh(state: &AppState, presented: &str, api_prefixed: bool) -> ApiResult<Issued> {
     let now = Timestamp::now();
     let invalid = || ApiError::Unauthorized("Your session has expired; please log in again".into());
-    let token = sessions::by_hash(state.db.pool(), &hash_token(presented))
-        .await?
-        .ok_or_else(invalid)?;
-    if token.revoked_at.is_some() || token.expires_at <= now {
-        return Err(invalid());
-    }
-    let grace_ms = state.config.auth.refresh_grace_secs as i64 * 1000;
-    let role = pulseboard_storage::users::by_id(state.db.pool(), token.user_id)
-        .await?
-        .ok_or_else(invalid)?
-        .role;
     let cfg = &state.config;
-    let rotated_now = token.rotated_at.is_none()
-        && sessions::mark_rotated(state.db.pool(), token.id, now).await?;
-    if !rotated_now {
-        // Already rotated: a concurrent refresh from another tab (within the grace window) gets an
-        // access token and keeps the cookie the other response set; anything later is a stolen
-        // token being replayed, and the whole login is revoked.
-        let rotated_at = sessions::by_hash(state.db.pool(), &hash_token(presented))
-            .await?
-            .and_then(|t| t.rotated_at)
-            .unwrap_or(now);
-        if now - rotated_at > grace_ms {
-            state.logins.revoke(&state.db, &token.family, now).await?;
-            tracing::warn!(
-                user_id = token.user_id,
-                "refresh token reused; login revoked"
-            );
-            return Err(ApiError::Unauthorized(
+    let refresh = random_token();
+    let rotation = sessions::Rotation {
+        new_hash: hash_token(&refresh),
+        now,
+        expires_at: now + cfg.auth.refresh_token_ttl_days as i64 * 86_400_000,
+        grace_ms: cfg.auth.refresh_grace_secs as i64 * 1000,
+    };
+    match sessions::refresh(&state.db, hash_token(presented), rotation).await? {
+        sessions::Refreshed::Invalid => Err(invalid()),
+        sessions::Refreshed::Rotated {
+            user_id,
+            family,
+            role,
+        } => issue(
+            state,
+            user_id,
+            role,
+            &family,
+            Some((&refresh, api_prefixed)),
+        ),
+        // A concurrent refresh from another tab (within the grace window) gets an access token
+        // and keeps the cookie the other response set.
+        sessions::Refreshed::Concurrent {
+            user_id,
+            family,
+            role,
+        } => issue(state, user_id, role, &family, None),
+        // Anything later is a stolen token being replayed: the whole login was revoked in the
+        // same transaction; this process must not keep it in its cache either.
+        sessions::Refreshed::Reused { user_id, family } => {
+            state.logins.forget(&family);
+            tracing::warn!(user_id, "refresh token reused; login revoked");
+            Err(ApiError::Unauthorized(
                 "This session was revoked; please log in again".into(),
-            ));
+            ))
         }
-        let (access_token, expires_in) = access_token(state, token.user_id, role, &token.family)?;
-        return Ok(Issued {
-            cookies: vec![set_cookie(
-                cfg,
-                ACCESS_COOKIE,
-                &access_token,
-                "/",
-                expires_in,
-            )],
-            access_token,
-            expires_in,
-        });
-    }
-    let refresh = new_refresh_token(state, token.user_id, &token.family, now).await?;
-    let (access_token, expires_in) = access_token(state, token.user_id, role, &token.family)?;
-    Ok(Issued {
-        cookies: vec![
-            set_cookie(cfg, ACCESS_COOKIE, &access_token, "/", expires_in),
-            set_cookie(
-                cfg,
-                REFRESH_COOKIE,
-                &refresh,
-                refresh_path(api_prefixed),
-                cfg.auth.refresh_token_ttl_days * 86_400,
-            ),
-        ],
-        access_token,
-        expires_in,
-    })
-}
-
-fn argon2(config: &Config) -> Argon2<'static> {
-    let params = Params::new(
-        config.auth.argon2_memory_kib,
-        config.auth.argon2_iterations,
-        1,
-        None,
-    )
-    .expect("argon2 parameters were validated with the configuration");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
-/// Password hashing, bounded: each Argon2 run takes `auth.argon2_memory_kib` of memory and a core
-/// for tens of milliseconds, so a burst of logins must neither exhaust memory nor starve other
-/// requests. At most `hash_concurrency` runs at once on the blocking pool, at most `hash_queue`
-/// more wait for a slot, and anything beyond gets 503 with `Retry-After` at once.
-pub struct Passwords {
-    argon: Argon2<'static>,
-    /// A hash of a random password with the configured parameters, made at start-up: an unknown
-    /// email is verified against it, so it costs exactly what a wrong password costs.
-    dummy: String,
-    slots: Arc<Semaphore>,
-    /// Requests holding or waiting for a slot.
-    admitted: AtomicUsize,
-    capacity: usize,
-}
-
-/// Gives the admission back when the request finishes or is dropped.
-struct Admission<'a>(&'a AtomicUsize);
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Passwords {
-    pub fn new(config: &Config) -> Self {
-        let argon = argon2(config);
-        let mut random = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut random);
-        let dummy = argon
-            .hash_password(&random, &SaltString::generate(&mut OsRng))
-            .expect("argon2 parameters were validated with the configuration")
-            .to_string();
-        let slots = config.hash_concurrency();
-        Self {
-            argon,
-            dummy,
-            slots: Arc::new(Semaphore::new(slots)),
-            admitted: AtomicUsize::new(0),
-            capacity: slots + config.auth.hash_queue,
-        }
-    }
-
-    /// Runs `f` with a hashing slot on the blocking pool. The slot travels into the blocking task,
-    /// so a request dropped mid-way (client gone, timeout) still holds it until Argon2 returns.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
-    ) -> ApiResult<T> {
-        let admission = Admission(&self.admitted);
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            drop(admission);
-            return Err(ApiError::Busy {
-                message: "The server is busy checking other passwords; please try again in a \
-                          moment"
-                    .into(),
-                retry_after_secs: 1,
-            });
-        }
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let argon = self.argon.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(&argon)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()));
-        drop(admission);
-        out
-    }
-
-    pub async fn hash(&self, password: Password) -> ApiResult<String> {
-        self.run(move |argon| {
-            argon
-                .hash_password(
-                    password.expose().as_bytes(),
-                    &SaltString::generate(&mut OsRng),
-                )
-                .map(|h| h.to_string())
-                .map_err(|e| ApiError::Internal(format!("hashing password: {e}")))
-        })
-        .await?
-    }
-
-    /// Whether `password` matches `stored`. Without a stored hash (unknown email) the password is
-    /// checked against the start-up dummy, so the answer takes the same time and is always false.
-    pub async fn verify(&self, password: Password, stored: Option<String>) -> ApiResult<bool> {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| self.dummy.clone());
-        let ok = self
-            .run(move |argon| {
-                PasswordHash::new(&stored).is_ok_and(|parsed| {
-                    argon
-                        .verify_password(password.expose().as_bytes(), &parsed)
-                        .is_ok()
-                })
-            })
-            .await?;
-        Ok(ok && known)
     }
 }
 
@@ -515,6 +520,33 @@ mod tests {
     }
 
     #[test]
+    fn scopes_round_trip_and_a_session_holds_all_but_admin_unless_admin() {
+        let s = Scopes::default().with(Scope::TasksWrite).with(Scope::Admin);
+        assert_eq!(s.to_db(), "tasks:write admin");
+        assert_eq!(Scopes::from_db("admin tasks:write retired:scope"), s);
+        assert!(Scopes::from_db("").is_empty());
+        assert!(!session_scopes(Role::User).contains(Scope::Admin));
+        assert!(session_scopes(Role::Admin).contains(Scope::Admin));
+        let token = |scopes| CurrentUser {
+            id: 1,
+            role: Role::Admin,
+            session: String::new(),
+            token: Some(1),
+            scopes,
+        };
+        let reader = token(Scopes::from_db("tasks:read"));
+        assert!(reader.require(Scope::TasksRead).is_ok());
+        assert!(matches!(
+            reader.require(Scope::TasksWrite),
+            Err(ApiError::Forbidden(m)) if m.contains("tasks:write")
+        ));
+        assert!(reader.require_session().is_err());
+        let (secret, hash) = new_api_token();
+        assert!(secret.starts_with(API_TOKEN_PREFIX) && secret.len() == 3 + 43);
+        assert_eq!(hash, hash_token(&secret));
+    }
+
+    #[test]
     fn cookies_are_secure_in_production_unless_explicitly_never() {
         assert!(!secure(&config("env: development")));
         assert!(secure(&config("env: production")));
@@ -525,53 +557,5 @@ mod tests {
             "env: production\nauth:\n  cookie_secure: never"
         )));
         assert!(set_cookie(&config("env: production"), "a", "b", "/", 1).contains("; Secure"));
-    }
-
-    #[tokio::test]
-    async fn unknown_emails_are_checked_against_a_hash_with_the_configured_cost() {
-        let cfg = config("auth:\n  argon2_memory_kib: 64\n  argon2_iterations: 3");
-        let passwords = Passwords::new(&cfg);
-        // Same algorithm and cost as a real account's hash, so the same work.
-        assert!(passwords.dummy.starts_with("$argon2id$v=19$m=64,t=3,p=1$"));
-        let real = passwords
-            .hash(Password::parse_login("right").unwrap())
-            .await
-            .unwrap();
-        assert_eq!(real.split('$').nth(3), passwords.dummy.split('$').nth(3));
-        let pw = || Password::parse_login("right").unwrap();
-        assert!(passwords.verify(pw(), Some(real)).await.unwrap());
-        assert!(!passwords.verify(pw(), None).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_full_hashing_queue_answers_busy_with_retry_after() {
-        let cfg = config(
-            "auth:\n  argon2_memory_kib: 4096\n  argon2_iterations: 4\n  hash_concurrency: 1\n  hash_queue: 1",
-        );
-        let passwords = Arc::new(Passwords::new(&cfg));
-        let attempts: Vec<_> = (0..12)
-            .map(|_| {
-                let p = passwords.clone();
-                tokio::spawn(
-                    async move { p.verify(Password::parse_login("x").unwrap(), None).await },
-                )
-            })
-            .collect();
-        let mut busy = 0;
-        for a in attempts {
-            match a.await.unwrap() {
-                Ok(ok) => assert!(!ok),
-                Err(ApiError::Busy {
-                    retry_after_secs, ..
-                }) => {
-                    assert!(retry_after_secs >= 1);
-                    busy += 1;
-                }
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-        // One running and one waiting at most: of twelve at once, at least ten were turned away.
-        assert!(busy >= 10, "only {busy} of 12 refused");
-        assert_eq!(passwords.admitted.load(Ordering::Acquire), 0);
     }
 }
