@@ -32,7 +32,11 @@ fi
 VENV="${SCHEMATHESIS_VENV:-$ROOT/target/schemathesis-venv}"
 if [ "$("$VENV/bin/st" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -n1)" != "$SCHEMATHESIS_VERSION" ]; then
   echo "schemathesis.sh: installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV"; then
+    # Debian ships venv separately; CI runs as root with apt.
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$VENV" && python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
