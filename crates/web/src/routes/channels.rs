@@ -5,6 +5,7 @@
 //! Settings are parsed per kind by `pulseboard_watch::alerts::ChannelConfig`; secrets are stored
 //! but shown as `"set"`. Another user's channel is a 404, as a missing one.
 
+use super::link_page;
 use crate::auth::{CurrentUser, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Input;
@@ -19,7 +20,6 @@ use pulseboard_mail::html_escape;
 use pulseboard_storage::channels::{self, Channel, ChannelPatch, NewChannel};
 use pulseboard_storage::users;
 use pulseboard_watch::alerts::{self, AlertEvent, ChannelConfig, ChannelKind, ChannelName};
-use pulseboard_watch::guard::Guard;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -97,15 +97,13 @@ fn check_target(state: &AppState, config: &ChannelConfig) -> ApiResult<()> {
         ChannelConfig::Ntfy { .. } => "config.server",
         _ => "config.url",
     };
-    Guard::from_config(&state.config.monitor)
-        .check_url(url)
-        .map_err(|_| {
-            FieldError::new(
-                field,
-                format!("{field} points at a private or reserved address, which is not allowed"),
-            )
-            .into()
-        })
+    state.checker.guard().check_url(url).map_err(|_| {
+        FieldError::new(
+            field,
+            format!("{field} points at a private or reserved address, which is not allowed"),
+        )
+        .into()
+    })
 }
 
 /// Whether an email channel's address needs confirming: only an address other than the account's.
@@ -413,15 +411,6 @@ pub struct Link {
     t: String,
 }
 
-fn page(body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-         content=\"width=device-width, initial-scale=1\"><title>Pulseboard</title></head>\
-         <body style=\"font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem\">\
-         {body}</body></html>"
-    ))
-}
-
 /// The channel a confirmation link names, if the link is valid for its current address.
 async fn linked(state: &AppState, id: &str, link: &Link) -> ApiResult<(Channel, String)> {
     let invalid = || ApiError::NotFound("This confirmation link is not valid".into());
@@ -459,12 +448,12 @@ pub async fn confirm_page(
 ) -> ApiResult<Html<String>> {
     let (channel, address) = linked(&state, &id, &link).await?;
     if channel.confirmed {
-        return Ok(page(&format!(
+        return Ok(link_page(&format!(
             "<h1>Already confirmed</h1><p>{} receives Pulseboard alerts.</p>",
             html_escape(&address)
         )));
     }
-    Ok(page(&format!(
+    Ok(link_page(&format!(
         "<h1>Receive Pulseboard alerts at {}?</h1>\
          <form method=\"post\" action=\"confirm?t={}\"><button type=\"submit\">Confirm</button></form>",
         html_escape(&address),
@@ -495,7 +484,7 @@ pub async fn confirm(
         channels::confirm(&state.db, channel.id, &channel.config, Timestamp::now()).await?;
         tracing::info!(channel_id = channel.id, "email channel confirmed");
     }
-    Ok(page(&format!(
+    Ok(link_page(&format!(
         "<h1>Confirmed</h1><p>{} will receive Pulseboard alerts.</p>",
         html_escape(&address)
     )))

@@ -2,6 +2,7 @@
 //! GET shows a confirmation button (mail scanners follow links; they must not unsubscribe anyone);
 //! POST unsubscribes, which is also what a mail client's one-click `List-Unsubscribe-Post` sends.
 
+use super::link_page;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Query, State};
@@ -29,15 +30,6 @@ fn check(state: &AppState, link: &Link) -> ApiResult<()> {
     }
 }
 
-fn page(body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-         content=\"width=device-width, initial-scale=1\"><title>Pulseboard</title></head>\
-         <body style=\"font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem\">\
-         {body}</body></html>"
-    ))
-}
-
 /// `GET /unsubscribe?u=&t=`: a page that asks before unsubscribing (mail scanners follow links).
 #[utoipa::path(
     get,
@@ -56,7 +48,7 @@ pub async fn confirm(
     Query(link): Query<Link>,
 ) -> ApiResult<Html<String>> {
     check(&state, &link)?;
-    Ok(page(&format!(
+    Ok(link_page(&format!(
         "<h1>Stop the daily digest?</h1><form method=\"post\" action=\"unsubscribe?u={}&amp;t={}\">\
          <button type=\"submit\">Unsubscribe</button></form>",
         link.u,
@@ -88,7 +80,7 @@ pub async fn apply(
     };
     users::update_settings(&state.db, link.u, settings, Timestamp::now()).await?;
     tracing::info!(user_id = link.u, "unsubscribed from the digest");
-    Ok(page(
+    Ok(link_page(
         "<h1>You are unsubscribed</h1><p>You will no longer receive the daily digest. \
          You can turn it back on in your settings.</p>",
     ))
